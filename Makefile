@@ -1,0 +1,52 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both install what they need
+# on a fresh Debian machine as root (apt packages once, then a virtualenv with vipdrain).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := keepalived haproxy iproute2 nftables ruby python3 python3-venv python3-pip
+APT_STAMP := $(VENV)/.apt-installed
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint unit lab generate check-generated bench package-keepalived clean
+
+setup: $(VENV_STAMP)
+
+$(APT_STAMP):
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV_STAMP): $(APT_STAMP) pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,demo]'
+	@touch $@
+
+# The main job: a 3-VM lab, a rolling `bosh deploy` under load, a report and a timeline picture.
+demo: setup
+	$(VENV)/bin/vipdrain demo --out out/demo
+
+# Everything CI runs: lint, the generated-files check, unit tests, lab tests and BDD scenarios.
+test: setup lint
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+
+unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+lab: setup
+	$(VENV)/bin/pytest -m lab
+
+generate: setup
+	$(VENV)/bin/vipdrain generate-job
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

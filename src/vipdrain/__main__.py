@@ -1,0 +1,3 @@
+from vipdrain.cli import main
+
+raise SystemExit(main())

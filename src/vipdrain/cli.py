@@ -1,0 +1,247 @@
+"""The `vipdrain` command line: the only module that prints for humans or exits.
+
+Library modules return values or raise `VipdrainError`s; this maps them to exit codes:
+0 ok, 2 invalid configuration, 1 anything else that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vipdrain import __version__
+from vipdrain.errors import EXIT_OK, EXIT_RUNTIME, ConfigInvalid, VipdrainError
+from vipdrain.layout import Layout
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """Options every command that reads the job's config shares."""
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the job's rendered config file (default: <root>/jobs/keepalived/config/vipdrain.yml)",
+    )
+    p.add_argument("--root", metavar="DIR", help="BOSH root (default: $VIPDRAIN_ROOT or /var/vcap)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+
+
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout.from_env(getattr(args, "root", None))
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config) if args.config else _layout(args).config_file
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from vipdrain.config import load_config
+
+    cfg = load_config(_config_path(args))
+    print(f"ok: {len(cfg.vips)} VIP(s), priority {cfg.priority}, placement {cfg.placement}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from vipdrain.config import load_config
+    from vipdrain.keepalived import write_checked_config
+    from vipdrain.render import render_keepalived_conf
+
+    layout = _layout(args)
+    cfg = load_config(_config_path(args))
+    text = render_keepalived_conf(cfg, layout)
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    write_checked_config(text, Path(args.out))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _setup_logging(layout: Layout, verbose: bool = False) -> None:
+    """Log to stderr and, when the job's log dir is writable, to `vipdrain.log` there (bosh logs)."""
+    import logging
+
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger("vipdrain")
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.handlers.clear()
+    err = logging.StreamHandler(sys.stderr)
+    err.setFormatter(fmt)
+    root.addHandler(err)
+    try:
+        layout.log_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(layout.vipdrain_log)
+    except OSError:
+        return
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+
+
+def _load(args: argparse.Namespace):  # -> JobConfig (imported lazily to keep --help fast)
+    from vipdrain.config import load_config
+
+    return load_config(_config_path(args))
+
+
+def _cmd_pre_start(args: argparse.Namespace) -> int:
+    import logging
+
+    from vipdrain.lifecycle import pre_start
+    from vipdrain.render import render_keepalived_conf
+
+    layout = _layout(args)
+    _setup_logging(layout, args.verbose)
+    cfg = _load(args)
+    for warning in pre_start(cfg, layout, render_keepalived_conf(cfg, layout)):
+        logging.getLogger("vipdrain").warning(warning)
+    logging.getLogger("vipdrain").info("pre-start: %s ready; joining held until post-start", layout.keepalived_conf)
+    return EXIT_OK
+
+
+def _haproxy_check(cfg) -> Callable[[], str | None]:  # cfg: JobConfig (imported lazily)
+    from vipdrain.probe import check_haproxy
+
+    return lambda: check_haproxy(cfg.haproxy.pid_file, cfg.haproxy.probe)
+
+
+def _cmd_post_start(args: argparse.Namespace) -> int:
+    import logging
+
+    from vipdrain.lifecycle import post_start
+
+    layout = _layout(args)
+    _setup_logging(layout, args.verbose)
+    cfg = _load(args)
+    waited = post_start(cfg, layout, _haproxy_check(cfg), timeout=args.timeout)
+    logging.getLogger("vipdrain").info("post-start: ready after %.1f s; joining hold released", waited)
+    return EXIT_OK
+
+
+def _cmd_drain(args: argparse.Namespace) -> int:
+    """BOSH's drain: whatever happens, stdout gets one integer line or nothing at all."""
+    import os
+
+    from vipdrain.drain import Drain, parse_drain_args
+    from vipdrain.fsutil import locked
+    from vipdrain.observe import LiveObserver
+
+    layout = _layout(args)
+    dargs = parse_drain_args(args.bosh_args)
+    # Keep fd 1 for the final integer only: our logs and any child process write to stderr.
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        _setup_logging(layout, args.verbose)
+        cfg = _load(args)
+        progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
+        with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
+            outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+        os.close(real_stdout)
+    import logging
+
+    logging.getLogger("vipdrain").info("drain: %s", outcome.summary)
+    if dargs.manual:
+        print(f"maintenance on: {outcome.summary}")
+    else:
+        sys.stdout.write(f"{outcome.value}\n")
+    return EXIT_OK
+
+
+def _cmd_undrain(args: argparse.Namespace) -> int:
+    from vipdrain.hold import set_hold
+
+    layout = _layout(args)
+    hold = set_hold(layout, remove=("maintenance", "drain"))
+    left = f" (still held: {', '.join(hold.reasons)})" if hold.reasons else ""
+    print(f"maintenance off{left}")
+    return EXIT_OK
+
+
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from vipdrain.notify import record_transition
+
+    record_transition(_layout(args), args.kind, args.name, args.state, args.priority)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; sub-packages add their own commands through `register` functions."""
+    parser = argparse.ArgumentParser(prog="vipdrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vipdrain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate the job's config and report every problem")
+    _add_config_options(p)
+    p.set_defaults(handler=_cmd_check)
+
+    p = sub.add_parser("render", help="render keepalived.conf (checked with keepalived -t when written)")
+    _add_config_options(p)
+    p.add_argument("--out", metavar="PATH", help="write here (atomically, after keepalived -t) instead of stdout")
+    p.set_defaults(handler=_cmd_render)
+
+    p = sub.add_parser("pre-start", help="BOSH pre-start: validate, render keepalived.conf, join held")
+    _add_config_options(p)
+    p.set_defaults(handler=_cmd_pre_start)
+
+    p = sub.add_parser("post-start", help="BOSH post-start: wait until haproxy and keepalived are ready, release")
+    _add_config_options(p)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    p.set_defaults(handler=_cmd_post_start)
+
+    p = sub.add_parser(
+        "drain",
+        help="hand this VM's VIPs to a peer, verified (BOSH drain; without arguments: maintenance on)",
+    )
+    _add_config_options(p)
+    p.add_argument("bosh_args", nargs="*", metavar="BOSH_ARG", help="job_changed|job_shutdown|... as BOSH passes")
+    p.set_defaults(handler=_cmd_drain)
+
+    p = sub.add_parser("undrain", help="maintenance off: this VM takes part in elections again")
+    _add_config_options(p)
+    p.set_defaults(handler=_cmd_undrain)
+
+    p = sub.add_parser("notify", help="keepalived's notify hook (called by keepalived, not by hand)")
+    _add_config_options(p)
+    p.add_argument("kind", help="INSTANCE or GROUP")
+    p.add_argument("name")
+    p.add_argument("state")
+    p.add_argument("priority", nargs="?", default="-1")
+    p.set_defaults(handler=_cmd_notify)
+
+    for register in _registrars():
+        register(sub, _add_config_options)
+    return parser
+
+
+def _registrars() -> list[Callable[..., None]]:
+    """Command groups living in their own modules (they import lazily inside their handlers)."""
+    from vipdrain import commands
+
+    return commands.REGISTRARS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vipdrain` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigInvalid as exc:
+        print(f"vipdrain: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return exc.exit_code
+    except VipdrainError as exc:
+        print(f"vipdrain: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vipdrain: interrupted", file=sys.stderr)
+        return EXIT_RUNTIME

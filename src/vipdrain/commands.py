@@ -1,0 +1,10 @@
+"""Registry of command groups that live outside `vipdrain.cli` (lab, lifecycle, ...).
+
+Each registrar is `register(subparsers, add_config_options) -> None`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+REGISTRARS: list[Callable[..., None]] = []

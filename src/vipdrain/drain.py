@@ -1,0 +1,209 @@
+"""Where the drain is decided: hand every VIP this VM holds to a peer, verifiably, then let go.
+
+    vipdrain drain job_changed hash_changed pkg...   (BOSH)  -> stdout: exactly one integer line
+    vipdrain drain                                    (operator) -> maintenance on, human progress
+
+Steps: put the hold on (priority 1 through the track file: no reload, no restart), look at
+what this VM holds, and either return at once (nothing held), apply `no_peer_policy` (no peer
+exists), or wait - with a deadline - until every held VIP is verified to be elsewhere: a peer's
+adverts above our priority, the VIP gone from our interfaces, keepalived no longer MASTER here.
+The edges (observation, clock, sleep, logging) are passed in, so the decision runs in unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vipdrain.errors import RuntimeFailure
+from vipdrain.hold import Reason, read_hold, set_hold
+from vipdrain.layout import Layout
+from vipdrain.model import JobConfig
+from vipdrain.priority import effective_priority
+from vipdrain.verdicts import Plan, Verdict, VipView, handed_over, holds_vip, plan
+from vipdrain.waiting import wait_until
+
+log = logging.getLogger("vipdrain.drain")
+
+BOSH_ACTIONS = ("job_changed", "job_shutdown", "job_new", "job_check_status")
+HASH_STATES = ("hash_changed", "hash_unchanged", "hash_new")
+
+
+@dataclass(frozen=True)
+class DrainArgs:
+    """The drain's command line: BOSH's arguments, or none for a manual maintenance drain."""
+
+    manual: bool
+    action: str = "manual"
+    hash_state: str = ""
+    packages: tuple[str, ...] = ()
+    #: Sentences about arguments we did not recognise (logged; the drain still hands over).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> Reason:
+        return "maintenance" if self.manual else "drain"
+
+
+def parse_drain_args(argv: Sequence[str]) -> DrainArgs:
+    """BOSH calls `drain ACTION HASH_STATE [PACKAGE...]`; no arguments means an operator's drain.
+
+    Unknown arguments do not stop the drain: handing the VIP over is the safe reaction to any
+    call, so they are reported and the drain goes on as for `job_changed`.
+    """
+    if not argv:
+        return DrainArgs(manual=True)
+    action, *rest = argv
+    warnings: list[str] = []
+    if action not in BOSH_ACTIONS:
+        warnings.append(
+            f"unknown BOSH drain action {action!r} (expected one of {', '.join(BOSH_ACTIONS)}); "
+            "handing over as for job_changed"
+        )
+        action = "job_changed"
+    hash_state = rest[0] if rest else ""
+    if hash_state and hash_state not in HASH_STATES:
+        warnings.append(f"unknown BOSH hash state {hash_state!r} (expected one of {', '.join(HASH_STATES)})")
+    return DrainArgs(manual=False, action=action, hash_state=hash_state, packages=tuple(rest[1:]),
+                     warnings=tuple(warnings))
+
+
+class Observer(Protocol):
+    """What the drain needs to see; `vipdrain.observe.LiveObserver` is the real one."""
+
+    def views(self, own_priority: int) -> list[VipView]:
+        """One observation of every VIP of the job."""
+        ...
+
+    def collect(self, seconds: float) -> None:
+        """Listen for adverts for up to `seconds` (the drain's pacing: no bare sleeps)."""
+        ...
+
+    def resign(self) -> list[str]:
+        """Send a priority-0 advert for every VIP held here; returns sentences about what was sent."""
+        ...
+
+
+@dataclass
+class DrainOutcome:
+    """What the CLI prints and returns. `value` is the integer for BOSH (None on failure)."""
+
+    value: int | None
+    summary: str
+    handoff_seconds: float | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.value is None
+
+
+@dataclass(frozen=True)
+class Drain:
+    """One drain call: settings and the edges it talks to."""
+
+    cfg: JobConfig
+    layout: Layout
+    observer: Observer
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    #: Progress for a human at a terminal (manual drain); BOSH drains only log.
+    progress: Callable[[str], None] | None = None
+
+    @property
+    def own_priority(self) -> int:
+        return effective_priority(self.cfg.priority, held=True)
+
+    @property
+    def recall_seconds(self) -> int:
+        """Dynamic draining: how long BOSH should wait before calling back."""
+        return max(1, math.ceil(self.cfg.advert_int))
+
+    def run(self, args: DrainArgs) -> DrainOutcome:
+        """The canonical drain: the one place that composes the steps above."""
+        for w in args.warnings:
+            log.warning(w)
+        if not self.cfg.drain.enabled:
+            return DrainOutcome(0, "drain disabled (vipdrain.drain.enabled: false): not handing over")
+        log.info("drain (%s%s) of %d VIP(s)", args.action, f" {args.hash_state}" if args.hash_state else "",
+                 len(self.cfg.vips))
+        if args.action == "job_check_status":
+            return self._check_status(args)
+        hold = set_hold(self.layout, add=(args.reason,))
+        for w in hold.warnings:
+            log.warning(w)
+        views = self.observer.views(self.own_priority)
+        decision, why = plan(views, self.cfg.peers)
+        log.info("%s: %s", decision.value, why)
+        if decision is Plan.NOTHING_TO_DO:
+            return DrainOutcome(0, why)
+        if decision is Plan.NO_PEER:
+            return self._no_peer(args, why)
+        if self.cfg.drain.resign_advert:
+            for line in self.observer.resign():
+                log.info(line)
+        held = {v.vip.name for v in views if holds_vip(v)}
+        if self.cfg.drain.dynamic and not args.manual:
+            return DrainOutcome(-self.recall_seconds, f"handing over {len(held)} VIP(s); BOSH calls back")
+        return self._wait(args, held, self.cfg.drain.timeout)
+
+    def _wait(self, args: DrainArgs, held: set[str], budget: float) -> DrainOutcome:
+        started = self.clock()
+        last: list[Verdict] = []
+        next_progress = started
+
+        def attempt() -> bool:
+            nonlocal last, next_progress
+            self.observer.collect(self.cfg.drain.poll_interval)
+            views = [v for v in self.observer.views(self.own_priority) if v.vip.name in held]
+            last = [handed_over(v) for v in views]
+            now = self.clock()
+            if self.progress and now >= next_progress:
+                waiting = [v.reason for v in last if not v.ok]
+                self.progress(f"[{now - started:5.1f}s / {budget:.0f}s] "
+                              + ("; ".join(waiting) if waiting else "handed over"))
+                next_progress = now + 1.0
+            return all(v.ok for v in last)
+
+        if not wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep):
+            waited = self.clock() - started
+            reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
+            return self._no_peer(args, f"no peer took over within {waited:.1f} s: {reasons}")
+        took = self.clock() - started
+        summary = "; ".join(v.reason for v in last) + f" (verified after {took:.2f} s)"
+        return DrainOutcome(0, summary, handoff_seconds=took, verdicts=last)
+
+    def _check_status(self, args: DrainArgs) -> DrainOutcome:
+        """Dynamic drain call-back: one look, then done, call back again, or the policy."""
+        hold = read_hold(self.layout)
+        if "drain" not in hold.since:
+            log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
+            return self.run(DrainArgs(manual=False, action="job_changed"))
+        self.observer.collect(self.cfg.drain.poll_interval)
+        views = self.observer.views(self.own_priority)
+        held = [v for v in views if holds_vip(v)]
+        verdicts = [handed_over(v) for v in held]
+        if all(v.ok for v in verdicts):
+            return DrainOutcome(0, "; ".join(v.reason for v in verdicts) or "nothing held", verdicts=verdicts)
+        elapsed = time.time() - hold.since["drain"]
+        if elapsed >= self.cfg.drain.timeout:
+            reasons = "; ".join(v.reason for v in verdicts if not v.ok)
+            return self._no_peer(args, f"no peer took over within {elapsed:.1f} s: {reasons}")
+        return DrainOutcome(-self.recall_seconds, f"still waiting ({elapsed:.1f} s): "
+                            + "; ".join(v.reason for v in verdicts if not v.ok))
+
+    def _no_peer(self, args: DrainArgs, why: str) -> DrainOutcome:
+        policy = self.cfg.drain.no_peer_policy
+        if policy == "proceed":
+            log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': the VIP is "
+                        "lost when keepalived stops here (set it to 'fail' to stop the deploy instead)", why)
+            return DrainOutcome(0, f"proceeding without handoff: {why}")
+        set_hold(self.layout, remove=(args.reason,))
+        raise RuntimeFailure(
+            f"handoff failed: {why}. vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs "
+            "and its normal priority (set the policy to 'proceed' to accept the downtime)"
+        )

@@ -1,0 +1,111 @@
+"""Where the job's files live on a VM: the BOSH `/var/vcap` layout, relocatable for the lab.
+
+Every path vipdrain reads or writes is derived here, so a lab VM (whose root is a temp dir)
+and a BOSH VM behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/vcap"
+DEFAULT_JOB = "keepalived"
+ROOT_ENV = "VIPDRAIN_ROOT"
+CMD_ENV = "VIPDRAIN_CMD"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one job on one VM (`root` is `/var/vcap` on BOSH)."""
+
+    root: Path = Path(DEFAULT_ROOT)
+    job: str = DEFAULT_JOB
+    #: How keepalived's scripts call vipdrain (a shell word list); on BOSH the job's wrapper.
+    vipdrain_cmd: str = ""
+
+    @classmethod
+    def from_env(cls, root: str | os.PathLike[str] | None = None, job: str = DEFAULT_JOB) -> Layout:
+        """Layout from an explicit root, else `$VIPDRAIN_ROOT`, else `/var/vcap`."""
+        chosen = Path(root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+        cmd = os.environ.get(CMD_ENV) or f"{shlex.quote(sys.executable)} -m vipdrain"
+        return cls(root=chosen, job=job, vipdrain_cmd=cmd)
+
+    @property
+    def job_dir(self) -> Path:
+        return self.root / "jobs" / self.job
+
+    @property
+    def config_file(self) -> Path:
+        """The file BOSH renders from the job's properties, spec and links."""
+        return self.job_dir / "config" / "vipdrain.yml"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "sys" / "run" / self.job
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "sys" / "log" / self.job
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data" / self.job
+
+    @property
+    def keepalived_conf(self) -> Path:
+        return self.data_dir / "keepalived.conf"
+
+    @property
+    def keepalived_log(self) -> Path:
+        return self.log_dir / "keepalived.log"
+
+    @property
+    def vipdrain_log(self) -> Path:
+        return self.log_dir / "vipdrain.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "keepalived.pid"
+
+    @property
+    def vrrp_pid_file(self) -> Path:
+        return self.run_dir / "vrrp.pid"
+
+    @property
+    def checkers_pid_file(self) -> Path:
+        return self.run_dir / "checkers.pid"
+
+    @property
+    def hold_track_file(self) -> Path:
+        """Track file keepalived reads: 1 while any hold (drain, joining, maintenance) is on."""
+        return self.run_dir / "hold.track"
+
+    @property
+    def hold_state_file(self) -> Path:
+        """Why the hold is on (JSON), written with the track file."""
+        return self.run_dir / "hold.json"
+
+    def holder_track_file(self, instance: str) -> Path:
+        """Sticky placement: 1 while this VM is MASTER of `instance`."""
+        return self.run_dir / f"holder-{instance}.track"
+
+    def state_file(self, instance: str) -> Path:
+        """Last VRRP state keepalived reported for `instance` through the notify hook (JSON)."""
+        return self.run_dir / f"state-{instance}.json"
+
+    @property
+    def transitions_log(self) -> Path:
+        """Append-only JSON lines of every VRRP transition keepalived reported."""
+        return self.log_dir / "transitions.jsonl"
+
+    @property
+    def drain_lock(self) -> Path:
+        return self.run_dir / "drain.lock"
+
+    def dirs(self) -> list[Path]:
+        """Directories pre-start creates."""
+        return [self.job_dir / "config", self.run_dir, self.log_dir, self.data_dir]

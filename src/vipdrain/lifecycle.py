@@ -1,0 +1,129 @@
+"""BOSH's start-side hooks: pre-start (prepare, render, join held) and post-start (release).
+
+post-deploy and status live in `vipdrain.cluster` (they observe the whole group).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vipdrain.errors import RuntimeFailure
+from vipdrain.hold import set_hold
+from vipdrain.layout import Layout
+from vipdrain.model import JobConfig
+from vipdrain.notify import read_state
+from vipdrain.procs import running_pid
+from vipdrain.waiting import wait_until
+
+log = logging.getLogger("vipdrain.lifecycle")
+
+#: Kernel settings the job needs: haproxy may bind the VIP before this VM holds it.
+SYSCTLS = {
+    "net/ipv4/ip_nonlocal_bind": "1",
+    "net/ipv6/ip_nonlocal_bind": "1",
+}
+
+
+def set_sysctls(proc_sys: Path = Path("/proc/sys")) -> list[str]:
+    """Apply SYSCTLS (in the current network namespace); returns warnings for those that failed."""
+    warnings = []
+    for key, value in SYSCTLS.items():
+        try:
+            (proc_sys / key).write_text(value)
+        except OSError as exc:
+            warnings.append(f"could not set {key.replace('/', '.')}={value}: {exc.strerror}")
+    return warnings
+
+
+def colocation_warnings(cfg: JobConfig) -> list[str]:
+    """Settings of the colocated haproxy job that make a drain unsafe, in sentences."""
+    grace = cfg.haproxy.drain_grace_time
+    if grace is None or grace >= cfg.drain.timeout:
+        return []
+    return [
+        f"vipdrain.haproxy.drain_grace_time is {grace:g} s, shorter than vipdrain.drain.timeout "
+        f"({cfg.drain.timeout:g} s): haproxy's own drain can close its listeners while this VM still "
+        "holds the VIP. Set ha_proxy.drain_frontend_grace_time >= vipdrain.drain.timeout."
+    ]
+
+
+def pre_start(cfg: JobConfig, layout: Layout, keepalived_conf: str) -> list[str]:
+    """Prepare the VM so keepalived joins held: it cannot take a VIP before post-start.
+
+    `keepalived_conf` is the rendered text; it is checked and written atomically before anything
+    else changes, so an invalid config leaves the VM as it was. Returns warnings.
+    """
+    from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
+
+    for d in layout.dirs():
+        d.mkdir(parents=True, exist_ok=True)
+    write_checked_config(keepalived_conf, layout.keepalived_conf)
+    warnings = set_sysctls()
+    cleared = clear_stale_pid_files(layout)
+    if cleared:
+        log.info("removed stale keepalived pid files: %s", ", ".join(str(p) for p in cleared))
+    # A drain of the previous run is over once we start again; joining holds until post-start.
+    hold = set_hold(layout, add=("joining",), remove=("drain",))
+    warnings.extend(hold.warnings)
+    if "maintenance" in hold.since:
+        warnings.append("maintenance is on (manual drain): this VM stays held until `vipdrain undrain`")
+    warnings.extend(colocation_warnings(cfg))
+    return warnings
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Why this VM is not ready to take part in elections yet (empty = ready)."""
+
+    reasons: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+
+def readiness(cfg: JobConfig, layout: Layout, haproxy_ok: Callable[[], str | None]) -> Readiness:
+    """Is haproxy answering, keepalived running, and every VRRP instance out of FAULT here?"""
+    reasons = []
+    problem = haproxy_ok()
+    if problem:
+        reasons.append(f"haproxy: {problem}")
+    if running_pid(layout.pid_file, "keepalived") is None:
+        reasons.append(f"keepalived is not running (pid file {layout.pid_file})")
+    for vip in cfg.vips:
+        t = read_state(layout, vip.name)
+        if t is None or t.state not in ("BACKUP", "MASTER"):
+            reasons.append(f"{vip.name} is {t.state if t else 'not reported yet'} (want BACKUP or MASTER)")
+    return Readiness(tuple(reasons))
+
+
+def post_start(
+    cfg: JobConfig,
+    layout: Layout,
+    haproxy_ok: Callable[[], str | None],
+    timeout: float,
+    sleep: Callable[[float], None] | None = None,
+) -> float:
+    """Wait until the VM can serve, then release the joining hold. Returns seconds waited.
+
+    On timeout the hold stays on (the VM never takes the VIP without a working haproxy) and the
+    deploy fails with the reasons.
+    """
+    started = time.monotonic()
+    last = Readiness(("not checked yet",))
+
+    def check() -> bool:
+        nonlocal last
+        last = readiness(cfg, layout, haproxy_ok)
+        return last.ready
+
+    if not wait_until(check, budget=timeout, step=0.2, sleep=sleep or time.sleep):
+        raise RuntimeFailure(
+            f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(last.reasons)
+        )
+    set_hold(layout, remove=("joining", "drain"))
+    return time.monotonic() - started

@@ -1,0 +1,109 @@
+"""The drain's decisions, as pure functions of one observation.
+
+Every check has the same shape, `(VipView) -> Verdict`, and says why in a sentence. The
+drain (vipdrain.drain) only composes these; unit tests feed them hand-made observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from vipdrain.model import IPAddress, Peer, Vip
+
+
+@dataclass(frozen=True)
+class PeerAdvert:
+    """A VRRP advert seen on the wire from another VM."""
+
+    vrid: int
+    version: int
+    priority: int
+    source: IPAddress
+    seen_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class VipView:
+    """Everything observed about one VIP at one moment."""
+
+    vip: Vip
+    #: The VIP is on one of this VM's interfaces.
+    local: bool
+    #: Last state keepalived reported through the notify hook (None: unknown).
+    state: str | None
+    #: Best advert from a peer for this VRID seen since the drain began and still fresh.
+    peer_master: PeerAdvert | None
+    #: The priority this VM advertises now (1 while held).
+    own_priority: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+
+
+Check = Callable[[VipView], Verdict]
+
+
+def local_not_master(v: VipView) -> Verdict:
+    if v.state == "MASTER":
+        return Verdict(False, f"keepalived still reports {v.vip.name} as MASTER here")
+    return Verdict(True, f"{v.vip.name} is {v.state or 'not reported'} here")
+
+
+def vip_left_local_interfaces(v: VipView) -> Verdict:
+    if v.local:
+        return Verdict(False, f"{v.vip.address} is still on {v.vip.interface}")
+    return Verdict(True, f"{v.vip.address} is gone from this VM")
+
+
+def peer_adverts_as_master(v: VipView) -> Verdict:
+    p = v.peer_master
+    if p is None:
+        vrid = v.vip.virtual_router_id
+        return Verdict(False, f"no peer has advertised VRID {vrid} above priority {v.own_priority}")
+    return Verdict(True, f"{p.source} advertises VRID {p.vrid} at priority {p.priority}")
+
+
+#: The order matters only for the message: the first refusal is the one reported.
+HANDOFF_CHECKS: tuple[Check, ...] = (peer_adverts_as_master, vip_left_local_interfaces, local_not_master)
+
+
+def handed_over(v: VipView, checks: Sequence[Check] = HANDOFF_CHECKS) -> Verdict:
+    """Verified handoff of one VIP: every check passes; else the first refusal."""
+    for check in checks:
+        verdict = check(v)
+        if not verdict.ok:
+            return verdict
+    peer = v.peer_master.source if v.peer_master else "a peer"
+    return Verdict(True, f"{v.vip.name} ({v.vip.address}) handed over to {peer}")
+
+
+def holds_vip(v: VipView) -> bool:
+    """Is there anything to hand over for this VIP? (VIP here, or keepalived says MASTER.)"""
+    return v.local or v.state == "MASTER"
+
+
+class Plan(Enum):
+    NOTHING_TO_DO = "nothing to hand over"
+    NO_PEER = "no peer to hand over to"
+    HANDOFF = "hand over"
+
+
+def plan(views: Sequence[VipView], peers: Sequence[Peer]) -> tuple[Plan, str]:
+    """Decide, before waiting, whether a handoff is needed and possible."""
+    held = [v for v in views if holds_vip(v)]
+    if not held:
+        return Plan.NOTHING_TO_DO, "this VM holds none of its VIPs: nothing to hand over"
+    names = ", ".join(f"{v.vip.name} ({v.vip.address})" for v in held)
+    if not peers:
+        return Plan.NO_PEER, f"this VM holds {names} and the job has no peer (single instance)"
+    return Plan.HANDOFF, f"this VM holds {names}"
+
+
+def accept_advert(advert: PeerAdvert, own_addresses: set[IPAddress], own_priority: int) -> bool:
+    """Does this advert prove a peer can be master? From elsewhere, above our (held) priority."""
+    return advert.source not in own_addresses and advert.priority > own_priority

@@ -1,0 +1,234 @@
+"""The drain decision with a fake observer: no network, no keepalived, no sleeping."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from vipdrain.drain import Drain, DrainArgs, parse_drain_args
+from vipdrain.errors import RuntimeFailure
+from vipdrain.hold import read_hold
+from vipdrain.layout import Layout
+from vipdrain.model import DrainSettings, InstanceSpec, JobConfig, Peer, Vip
+from vipdrain.verdicts import PeerAdvert, VipView
+
+SELF = ipaddress.ip_address("192.0.2.10")
+PEER = ipaddress.ip_address("192.0.2.11")
+
+
+def make_cfg(n_vips: int = 1, peers: int = 1, **drain: object) -> JobConfig:
+    vips = tuple(
+        Vip(name=f"vip_{i + 1}", address=ipaddress.ip_address(f"192.0.2.{100 + i}"), virtual_router_id=1 + i,
+            interface="eth0")
+        for i in range(n_vips)
+    )
+    return JobConfig(
+        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
+        vips=vips,
+        priority=150,
+        peers=tuple(Peer(address=ipaddress.ip_address(f"192.0.2.{11 + i}"), index=1 + i) for i in range(peers)),
+        drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain),  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class FakeClock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+@dataclass
+class FakeObserver:
+    """A cluster in a script: `takeover_at` seconds after the drain starts, a peer becomes master."""
+
+    cfg: JobConfig
+    clock: FakeClock
+    takeover_at: float | None = 1.0
+    held: set[str] = field(default_factory=lambda: {"vip_1"})
+    resigned: int = 0
+    #: The peer dies this long after taking over (adverts stop, VIP comes back to us).
+    peer_dies_at: float | None = None
+
+    def collect(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    def resign(self) -> list[str]:
+        self.resigned += 1
+        return ["sent priority 0"]
+
+    def views(self, own_priority: int) -> list[VipView]:
+        t = self.clock.now
+        peer_up = self.takeover_at is not None and t >= self.takeover_at
+        if self.peer_dies_at is not None and t >= self.peer_dies_at:
+            peer_up = False
+        out = []
+        for vip in self.cfg.vips:
+            mine = vip.name in self.held and not peer_up
+            advert = PeerAdvert(vip.virtual_router_id, 3, 100, PEER, t) if peer_up else None
+            out.append(VipView(vip, local=mine, state="MASTER" if mine else "BACKUP", peer_master=advert,
+                               own_priority=own_priority))
+        return out
+
+
+@pytest.fixture
+def layout(tmp_path) -> Layout:
+    return Layout(root=tmp_path)
+
+
+BOSH_CHANGED = DrainArgs(manual=False, action="job_changed")
+
+
+def run(cfg, layout, obs, clock, args=BOSH_CHANGED):
+    return Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep).run(args)
+
+
+def test_master_hands_over_and_keeps_hold(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, takeover_at=1.0)
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0
+    assert out.handoff_seconds is not None and 0.9 <= out.handoff_seconds <= 1.3
+    assert "handed over to 192.0.2.11" in out.summary
+    assert read_hold(layout).reasons == ["drain"]
+    assert obs.resigned == 1
+
+
+def test_backup_returns_at_once(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, held=set())
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0 and "nothing to hand over" in out.summary
+    assert clock.now == 0.0
+    assert obs.resigned == 0
+    assert read_hold(layout).track_value == 1
+
+
+def test_single_instance_does_not_wait(layout):
+    clock = FakeClock()
+    cfg = make_cfg(peers=0)
+    out = run(cfg, layout, FakeObserver(cfg, clock, takeover_at=None), clock)
+    assert out.value == 0 and "single instance" in out.summary
+    assert clock.now == 0.0
+
+
+def test_no_takeover_proceed_policy_after_deadline(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    out = run(cfg, layout, FakeObserver(cfg, clock, takeover_at=None), clock)
+    assert out.value == 0
+    assert "proceeding without handoff" in out.summary and "no peer has advertised VRID 1" in out.summary
+    assert 4.5 <= clock.now <= 5.2
+
+
+def test_no_takeover_fail_policy_restores_priority(layout):
+    clock = FakeClock()
+    cfg = make_cfg(no_peer_policy="fail")
+    with pytest.raises(RuntimeFailure, match=r"handoff failed.*no_peer_policy is 'fail'"):
+        run(cfg, layout, FakeObserver(cfg, clock, takeover_at=None), clock)
+    assert read_hold(layout).track_value == 0
+
+
+def test_peer_dies_while_we_wait_reports_failure(layout):
+    """The peer took over for a moment, then died: the VIP is back here, so no verified handoff."""
+    clock = FakeClock()
+    cfg = make_cfg(no_peer_policy="fail")
+    obs = FakeObserver(cfg, clock, takeover_at=0.05, peer_dies_at=0.05)
+    with pytest.raises(RuntimeFailure, match="handoff failed"):
+        run(cfg, layout, obs, clock)
+
+
+def test_all_vips_handed_over_together(layout):
+    clock = FakeClock()
+    cfg = make_cfg(n_vips=20)
+    obs = FakeObserver(cfg, clock, takeover_at=1.0, held={f"vip_{i + 1}" for i in range(20)})
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0 and len(out.verdicts) == 20
+    assert out.handoff_seconds is not None and out.handoff_seconds < 1.3
+
+
+def test_dynamic_drain_prints_negative_then_zero(layout):
+    clock = FakeClock()
+    cfg = make_cfg(dynamic=True)
+    obs = FakeObserver(cfg, clock, takeover_at=1.0)
+    first = run(cfg, layout, obs, clock)
+    assert first.value is not None and first.value < 0
+    check = DrainArgs(manual=False, action="job_check_status")
+    clock.now = 0.5
+    assert run(cfg, layout, obs, clock, check).value == first.value
+    clock.now = 2.0
+    assert run(cfg, layout, obs, clock, check).value == 0
+
+
+def test_check_status_without_drain_in_progress_restarts_drain(layout):
+    clock = FakeClock()
+    cfg = make_cfg(dynamic=True)
+    obs = FakeObserver(cfg, clock, takeover_at=10.0)
+    out = run(cfg, layout, obs, clock, DrainArgs(manual=False, action="job_check_status"))
+    assert out.value is not None and out.value < 0
+    assert read_hold(layout).reasons == ["drain"]
+
+
+def test_second_call_is_idempotent(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, takeover_at=1.0)
+    assert run(cfg, layout, obs, clock).value == 0
+    assert run(cfg, layout, obs, clock).value == 0
+    assert read_hold(layout).reasons == ["drain"]
+
+
+def test_disabled_drain_does_nothing(layout):
+    clock = FakeClock()
+    cfg = make_cfg(enabled=False)
+    out = run(cfg, layout, FakeObserver(cfg, clock), clock)
+    assert out.value == 0 and "disabled" in out.summary
+    assert not read_hold(layout).active
+
+
+def test_manual_drain_sets_maintenance_and_reports_progress(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    lines: list[str] = []
+    drain = Drain(cfg, layout, FakeObserver(cfg, clock, takeover_at=2.5), clock=clock, sleep=clock.sleep,
+                  progress=lines.append)
+    assert drain.run(parse_drain_args([])).value == 0
+    assert read_hold(layout).reasons == ["maintenance"]
+    assert lines and "no peer has advertised" in lines[0] and "/ 5s]" in lines[0]
+
+
+def test_resign_advert_can_be_turned_off(layout):
+    clock = FakeClock()
+    cfg = make_cfg(resign_advert=False)
+    obs = FakeObserver(cfg, clock)
+    run(cfg, layout, obs, clock)
+    assert obs.resigned == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "action", "warns"),
+    [
+        (["job_changed", "hash_changed", "haproxy"], "job_changed", 0),
+        (["job_shutdown", "hash_unchanged"], "job_shutdown", 0),
+        (["job_check_status", "hash_unchanged"], "job_check_status", 0),
+        (["job_exploded", "hash_changed"], "job_changed", 1),
+        (["job_changed", "hash_weird"], "job_changed", 1),
+    ],
+)
+def test_parse_bosh_args(argv, action, warns):
+    args = parse_drain_args(argv)
+    assert not args.manual and args.action == action and len(args.warnings) == warns
+
+
+def test_parse_manual():
+    assert parse_drain_args([]).manual
+    assert parse_drain_args([]).reason == "maintenance"
+    assert replace(parse_drain_args(["job_changed"])).reason == "drain"
