@@ -103,9 +103,9 @@ def _cmd_pre_start(args: argparse.Namespace) -> int:
 
 
 def _haproxy_check(cfg) -> Callable[[], str | None]:  # cfg: JobConfig (imported lazily)
-    from vipdrain.probe import check_haproxy
+    from vipdrain.probe import check
 
-    return lambda: check_haproxy(cfg.haproxy.pid_file, cfg.haproxy.probe)
+    return lambda: check(cfg.haproxy.pid_file, cfg.haproxy.probe)
 
 
 def _cmd_post_start(args: argparse.Namespace) -> int:
@@ -152,6 +152,40 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"{outcome.value}\n")
     return EXIT_OK
+
+
+def _cmd_post_deploy(args: argparse.Namespace) -> int:
+    from vipdrain.lifecycle import post_deploy
+    from vipdrain.observe import LiveObserver
+    from vipdrain.survey import format_survey
+
+    layout = _layout(args)
+    _setup_logging(layout, args.verbose)
+    cfg = _load(args)
+    budget = args.timeout if args.timeout is not None else 3 * (3 * cfg.advert_int + 1) + 5
+    with LiveObserver(cfg, layout) as observer:
+        report = post_deploy(cfg, layout, observer, budget)
+    print(format_survey(cfg, report.survey))
+    for w in report.warnings:
+        print(f"  ! {w}")
+    return EXIT_RUNTIME if report.problems else EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from vipdrain.observe import LiveObserver
+    from vipdrain.survey import format_survey, survey_dict, take_survey
+
+    layout = _layout(args)
+    cfg = _load(args)
+    with LiveObserver(cfg, layout) as observer:
+        survey = take_survey(cfg, layout, observer, listen=args.listen or 1.5 * cfg.advert_int + 0.2)
+    if args.json:
+        print(json.dumps(survey_dict(cfg, survey), indent=2, default=str))
+    else:
+        print(format_survey(cfg, survey))
+    return EXIT_RUNTIME if survey.problems else EXIT_OK
 
 
 def _cmd_undrain(args: argparse.Namespace) -> int:
@@ -202,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.add_argument("bosh_args", nargs="*", metavar="BOSH_ARG", help="job_changed|job_shutdown|... as BOSH passes")
     p.set_defaults(handler=_cmd_drain)
+
+    p = sub.add_parser("post-deploy", help="BOSH post-deploy: clear leftover holds, verify one holder per VIP")
+    _add_config_options(p)
+    p.add_argument("--timeout", type=float, help="seconds to wait for the cluster to settle")
+    p.set_defaults(handler=_cmd_post_deploy)
+
+    p = sub.add_parser("status", help="per VIP: state here, priority, holder, peers heard, hold, transitions")
+    _add_config_options(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--listen", type=float, help="seconds to listen for adverts (default 1.5 x advert_int)")
+    p.set_defaults(handler=_cmd_status)
 
     p = sub.add_parser("undrain", help="maintenance off: this VM takes part in elections again")
     _add_config_options(p)

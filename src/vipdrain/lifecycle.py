@@ -1,6 +1,5 @@
-"""BOSH's start-side hooks: pre-start (prepare, render, join held) and post-start (release).
-
-post-deploy and status live in `vipdrain.cluster` (they observe the whole group).
+"""BOSH's start-side hooks: pre-start (prepare, render, join held), post-start (release),
+post-deploy (clear leftovers, check the whole group). The drain is in `vipdrain.drain`.
 """
 
 from __future__ import annotations
@@ -12,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vipdrain.errors import RuntimeFailure
-from vipdrain.hold import set_hold
+from vipdrain.hold import REASONS, read_hold, set_hold
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
 from vipdrain.notify import read_state
+from vipdrain.observe import LiveObserver
 from vipdrain.procs import running_pid
+from vipdrain.survey import Survey, placement_problems, take_survey
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.lifecycle")
@@ -127,3 +128,42 @@ def post_start(
         )
     set_hold(layout, remove=("joining", "drain"))
     return time.monotonic() - started
+
+
+@dataclass
+class PostDeployReport:
+    survey: Survey
+    #: Fail the deploy: split brain or an unowned VIP.
+    problems: list[str]
+    #: Worth saying, not worth failing for: leftover holds cleared, placement not reached.
+    warnings: list[str]
+
+
+def post_deploy(
+    cfg: JobConfig,
+    layout: Layout,
+    observer: LiveObserver,
+    budget: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> PostDeployReport:
+    """After every VM was updated: clear leftover holds, then wait until the cluster settles.
+
+    Settled = every VIP has exactly one holder (and, with `preferred`, it is the bootstrap VM).
+    Clearing a hold can start one last (make-before-break) move, hence the wait.
+    """
+    warnings = []
+    leftover = read_hold(layout)
+    if leftover.active:
+        warnings.append(f"cleared a leftover hold ({', '.join(leftover.reasons) or 'unexplained'})")
+    set_hold(layout, remove=REASONS)
+    last: Survey | None = None
+
+    def settled() -> bool:
+        nonlocal last
+        last = take_survey(cfg, layout, observer, listen=1.2 * cfg.advert_int + 0.1)
+        return not last.problems and not placement_problems(cfg, last)
+
+    wait_until(settled, budget=budget, clock=clock)
+    assert last is not None  # wait_until calls at least once
+    warnings.extend(placement_problems(cfg, last))
+    return PostDeployReport(last, last.problems, warnings)

@@ -22,6 +22,8 @@ class PeerAdvert:
     priority: int
     source: IPAddress
     seen_at: float  # time.monotonic()
+    #: Sender's MAC, when seen at layer 2 (tells holders apart across adverts and ARP).
+    mac: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,156 @@
+"""The drain's eyes on a real VM: VRRP adverts on the wire, addresses on the interfaces,
+keepalived's reported state - and its one voice, the priority-0 resign advert.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import select
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from vipdrain import netstate, vrrp
+from vipdrain.layout import Layout
+from vipdrain.model import IPAddress, JobConfig, Vip
+from vipdrain.notify import read_state
+from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip
+
+log = logging.getLogger("vipdrain.observe")
+
+
+class LiveObserver:
+    """Watches every interface the job's VIPs live on; use as a context manager."""
+
+    def __init__(
+        self,
+        cfg: JobConfig,
+        layout: Layout,
+        addresses: Callable[[], dict[str, list[IPAddress]]] = netstate.local_addresses,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.layout = layout
+        self._addresses = addresses
+        self._clock = clock
+        self._listeners: list[vrrp.AdvertListener] = []
+        #: Latest advert per (VRID, address family) from anyone but us.
+        self.latest: dict[tuple[int, int], PeerAdvert] = {}
+        #: Every source seen per (VRID, family) with its latest advert: the survey reads these.
+        self.sources: dict[tuple[int, int], dict[IPAddress, PeerAdvert]] = {}
+
+    def __enter__(self) -> LiveObserver:
+        try:
+            for interface in sorted({v.interface for v in self.cfg.vips}):
+                self._listeners.append(vrrp.AdvertListener(interface))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+
+    @property
+    def freshness(self) -> float:
+        """An advert older than this no longer proves its sender is master (RFC Master_Down_Interval)."""
+        return 3 * self.cfg.advert_int + 0.5
+
+    def collect(self, seconds: float) -> None:
+        """Read adverts from every interface for `seconds` (returns early only when there are none)."""
+        deadline = self._clock() + seconds
+        while True:
+            left = deadline - self._clock()
+            if left <= 0 or not self._listeners:
+                if not self._listeners and left > 0:
+                    time.sleep(left)
+                return
+            ready, _, _ = select.select(self._listeners, [], [], left)
+            for listener in ready:
+                packet = listener.next(0)
+                while packet is not None:
+                    self._record(packet)
+                    packet = listener.next(0)
+
+    def _record(self, packet: vrrp.Packet) -> None:
+        a = packet.advert
+        if a.src is None:
+            return
+        seen = PeerAdvert(a.vrid, a.version, a.priority, a.src, packet.received or self._clock(), packet.src_mac)
+        key = (a.vrid, a.src.version)
+        self.latest[key] = seen
+        self.sources.setdefault(key, {})[a.src] = seen
+
+    def views(self, own_priority: int) -> list[VipView]:
+        """One observation of every VIP of the job."""
+        here = {ip for ips in self._addresses().values() for ip in ips}
+        mine = here | {self.cfg.instance.ip}
+        now = self._clock()
+        out = []
+        for vip in self.cfg.vips:
+            advert = self.latest.get((vip.virtual_router_id, vip.address.version))
+            fresh = advert is not None and now - advert.seen_at <= self.freshness
+            peer = advert if fresh and advert and accept_advert(advert, mine, own_priority) else None
+            state = read_state(self.layout, vip.name)
+            out.append(VipView(
+                vip=vip,
+                local=vip.address in here,
+                state=state.state if state else None,
+                peer_master=peer,
+                own_priority=own_priority,
+            ))
+        return out
+
+    def resign(self) -> list[str]:
+        """Send one priority-0 advert per VIP held here, as keepalived would for that instance.
+
+        The RFC's "master resigns" signal: the best backup takes over after its skew time
+        instead of three advert intervals, while keepalived here still holds the VIP until it
+        hears the new master (make-before-break). Failures are reported, never raised: the
+        priority drop alone still hands over, only slower.
+        """
+        said = []
+        held = [v.vip for v in self.views(own_priority=0) if holds_vip(v)]
+        for vip in held:
+            try:
+                said.extend(self._send_resign(vip))
+            except OSError as exc:
+                said.append(f"resign advert for {vip.name} not sent ({exc}); handing over by priority alone")
+        return said
+
+    def _send_resign(self, vip: Vip) -> list[str]:
+        cfg = self.cfg
+        src = self._advert_source(vip)
+        auth = cfg.authentication if cfg.vrrp_version == 2 and vip.family == 4 else None
+        advert = vrrp.Advert(
+            version=cfg.vrrp_version if vip.family == 4 else 3,
+            vrid=vip.virtual_router_id,
+            priority=0,
+            advert_int=cfg.advert_int,
+            addresses=(vip.address,),
+            auth_type=vrrp.AUTH_PASS if auth else vrrp.AUTH_NONE,
+            auth_data=vrrp.pass_auth(auth) if auth else b"",
+        )
+        if cfg.unicast:
+            targets = [p.address for p in cfg.peers if p.address.version == vip.family]
+        else:
+            group = cfg.multicast_group_v4 if vip.family == 4 else cfg.multicast_group_v6
+            targets = [ipaddress.ip_address(group)]
+        for dst in targets:
+            vrrp.send_advert(advert, src, dst, vip.interface)
+        return [f"resign advert (priority 0) for {vip.name} sent from {src} to {', '.join(map(str, targets))}"]
+
+    def _advert_source(self, vip: Vip) -> IPAddress:
+        """The address keepalived sends this instance's adverts from."""
+        if vip.family == 4:
+            return self.cfg.source_address or self.cfg.instance.ip
+        for ip in self._addresses().get(vip.interface, []):
+            if ip.version == 6 and ip.is_link_local:
+                return ip
+        raise OSError(f"no IPv6 link-local address on {vip.interface}")

@@ -1,0 +1,185 @@
+"""Who holds each VIP, seen from this VM: for `vipdrain status` and `vipdrain post-deploy`.
+
+Backups are silent in VRRP, so a survey listens for masters' adverts and asks ARP who answers
+for each IPv4 VIP (ARP still works when VRRP between VMs is cut, which is exactly when two
+masters appear). Holders are told apart by MAC address.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vipdrain import vrrp
+from vipdrain.hold import Hold, read_hold
+from vipdrain.layout import Layout
+from vipdrain.model import IPAddress, JobConfig, Vip
+from vipdrain.notify import Transition, recent_transitions
+from vipdrain.observe import LiveObserver
+from vipdrain.priority import effective_priority
+
+log = logging.getLogger("vipdrain.survey")
+
+ArpProbe = Callable[[str, IPAddress, IPAddress, float], list[tuple[str, IPAddress]]]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One machine that currently claims a VIP."""
+
+    mac: str
+    address: str  # its own address where known (adverts), else the VIP (ARP)
+    how: str  # "here", "adverts at priority N", "ARP"
+
+
+@dataclass
+class VipSurvey:
+    vip: Vip
+    local: bool
+    state: str | None
+    holders: list[Holder] = field(default_factory=list)
+    #: Peers heard advertising this VRID during the survey: address -> priority.
+    peers_heard: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        n = len(self.holders)
+        return "ok" if n == 1 else ("unowned" if n == 0 else "split brain")
+
+
+@dataclass
+class Survey:
+    vips: list[VipSurvey]
+    hold: Hold
+    base_priority: int
+    effective_priority: int
+    transitions: list[Transition]
+
+    @property
+    def problems(self) -> list[str]:
+        """Sentences about VIPs with no holder or more than one."""
+        out = []
+        for s in self.vips:
+            if s.verdict == "unowned":
+                out.append(f"{s.vip.name} ({s.vip.address}) has NO holder: clients get no answer")
+            elif s.verdict == "split brain":
+                who = ", ".join(f"{h.address} [{h.mac}] ({h.how})" for h in s.holders)
+                out.append(f"SPLIT BRAIN: {s.vip.name} ({s.vip.address}) is held by {len(s.holders)} VMs: {who}")
+        return out
+
+
+def take_survey(
+    cfg: JobConfig,
+    layout: Layout,
+    observer: LiveObserver,
+    listen: float,
+    arp: ArpProbe = vrrp.arp_who_has,
+    mac_of: Callable[[str], str] = vrrp.local_mac,
+) -> Survey:
+    """Listen `listen` seconds for adverts, ask ARP, and put together who holds what."""
+    observer.collect(listen)
+    hold = read_hold(layout)
+    holder_file_on = any(_holder_on(layout, v.name) for v in cfg.vips)
+    own = effective_priority(cfg.priority, held=hold.active, holder=cfg.placement == "sticky" and holder_file_on)
+    now = time.monotonic()
+    surveys = []
+    for view in observer.views(own):
+        vip = view.vip
+        s = VipSurvey(vip=vip, local=view.local, state=view.state)
+        if view.local:
+            s.holders.append(Holder(mac_of(vip.interface), str(cfg.instance.ip), "here"))
+        for src, adv in sorted(observer.sources.get((vip.virtual_router_id, vip.family), {}).items()):
+            s.peers_heard[str(src)] = adv.priority
+            # A master advertises every advert_int; older than ~1.5 intervals means it stopped.
+            recent = now - adv.seen_at <= 1.5 * cfg.advert_int + 0.2
+            if recent and adv.priority > 0 and all(h.mac != adv.mac for h in s.holders):
+                s.holders.append(Holder(adv.mac, str(src), f"adverts at priority {adv.priority}"))
+        if vip.family == 4:
+            try:
+                for mac, _ip in arp(vip.interface, vip.address, cfg.instance.ip, 0.2):
+                    if all(h.mac != mac for h in s.holders):
+                        s.holders.append(Holder(mac, str(vip.address), "ARP"))
+            except OSError as exc:
+                log.warning("ARP probe for %s failed: %s", vip.address, exc)
+        surveys.append(s)
+    return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout))
+
+
+def bootstrap_address(cfg: JobConfig) -> IPAddress | None:
+    """The preferred holder's address under `placement: preferred`."""
+    if cfg.instance.bootstrap:
+        return cfg.instance.ip
+    return next((p.address for p in cfg.peers if p.bootstrap), None)
+
+
+def placement_problems(cfg: JobConfig, survey: Survey) -> list[str]:
+    """Under `preferred`, the bootstrap VM should hold every VIP once the deploy is over."""
+    if cfg.placement != "preferred":
+        return []
+    want = bootstrap_address(cfg)
+    if want is None:
+        return ["no bootstrap instance known: cannot check preferred placement"]
+    out = []
+    for s in survey.vips:
+        if s.verdict == "ok" and s.holders[0].address not in (str(want), str(s.vip.address)):
+            out.append(f"{s.vip.name} is held by {s.holders[0].address}, not by the bootstrap VM {want}")
+    return out
+
+
+def _holder_on(layout: Layout, name: str) -> bool:
+    try:
+        return layout.holder_track_file(name).read_text().strip() == "1"
+    except FileNotFoundError:
+        return False
+
+
+def survey_dict(cfg: JobConfig, survey: Survey) -> dict[str, object]:
+    """`vipdrain status --json`."""
+    return {
+        "instance": {"name": cfg.instance.name, "index": cfg.instance.index, "ip": str(cfg.instance.ip)},
+        "placement": cfg.placement,
+        "priority": {"base": survey.base_priority, "effective": survey.effective_priority},
+        "maintenance": "maintenance" in survey.hold.since,
+        "hold_reasons": survey.hold.reasons,
+        "vips": [
+            {
+                "name": s.vip.name,
+                "address": str(s.vip.address),
+                "vrid": s.vip.virtual_router_id,
+                "interface": s.vip.interface,
+                "local_state": s.state,
+                "held_here": s.local,
+                "holders": [h.__dict__ for h in s.holders],
+                "peers_heard": s.peers_heard,
+                "verdict": s.verdict,
+            }
+            for s in survey.vips
+        ],
+        "last_transitions": [t.__dict__ for t in survey.transitions],
+        "problems": survey.problems,
+        "warnings": list(survey.hold.warnings),
+    }
+
+
+def format_survey(cfg: JobConfig, survey: Survey) -> str:
+    """One screen for an operator: `vipdrain status` and post-deploy's summary."""
+    lines = [
+        f"{cfg.instance.name}/{cfg.instance.index} ({cfg.instance.ip})  placement {cfg.placement}  "
+        f"priority {survey.base_priority} -> {survey.effective_priority}"
+        + (f"  HELD ({', '.join(survey.hold.reasons)})" if survey.hold.active else ""),
+    ]
+    for s in survey.vips:
+        holders = ", ".join(f"{h.address} ({h.how})" for h in s.holders) or "nobody"
+        heard = ", ".join(f"{a}@{p}" for a, p in s.peers_heard.items()) or "none"
+        lines.append(
+            f"  {s.vip.name} {s.vip.address} vrid {s.vip.virtual_router_id} on {s.vip.interface}: "
+            f"here {s.state or 'unknown'}{' (holds it)' if s.local else ''}; holder {holders}; "
+            f"peers heard {heard} [{s.verdict}]"
+        )
+    for t in survey.transitions[-5:]:
+        lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(t.time))} {t.instance} -> {t.state} ({t.priority})")
+    lines.extend(f"  ! {p}" for p in survey.problems)
+    lines.extend(f"  ! {w}" for w in survey.hold.warnings)
+    return "\n".join(lines)
