@@ -83,6 +83,10 @@ class Observer(Protocol):
         """Listen for adverts for up to `seconds` (the drain's pacing: no bare sleeps)."""
         ...
 
+    def advertising_at_most(self, priority: int, since: float) -> bool:
+        """Our keepalived advertised every held VIP at `priority` or lower since `since` (monotonic)."""
+        ...
+
     def resign(self) -> list[str]:
         """Send a priority-0 advert for every VIP held here; returns sentences about what was sent."""
         ...
@@ -133,6 +137,7 @@ class Drain:
                  len(self.cfg.vips))
         if args.action == "job_check_status":
             return self._check_status(args)
+        held_from = self.clock()
         hold = set_hold(self.layout, add=(args.reason,))
         for w in hold.warnings:
             log.warning(w)
@@ -144,12 +149,24 @@ class Drain:
         if decision is Plan.NO_PEER:
             return self._no_peer(args, why)
         if self.cfg.drain.resign_advert:
-            for line in self.observer.resign():
-                log.info(line)
+            self._resign(held_from)
         held = {v.vip.name for v in views if holds_vip(v)}
         if self.cfg.drain.dynamic and not args.manual:
             return DrainOutcome(-self.recall_seconds, f"handing over {len(held)} VIP(s); BOSH calls back")
         return self._wait(args, held, self.cfg.drain.timeout)
+
+    def _resign(self, held_from: float) -> None:
+        """Resign once keepalived advertises the lowered priority (it sends that advert at once)."""
+
+        def lowered() -> bool:
+            self.observer.collect(0.02)
+            return self.observer.advertising_at_most(self.own_priority, held_from)
+
+        applied = wait_until(lowered, budget=self.cfg.advert_int + 0.5, clock=self.clock, sleep=self.sleep)
+        if not applied:
+            log.warning("keepalived has not advertised the lowered priority yet; sending the resign advert anyway")
+        for line in self.observer.resign():
+            log.info(line)
 
     def _wait(self, args: DrainArgs, held: set[str], budget: float) -> DrainOutcome:
         started = self.clock()

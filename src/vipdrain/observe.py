@@ -39,11 +39,13 @@ class LiveObserver:
         self.latest: dict[tuple[int, int], PeerAdvert] = {}
         #: Every source seen per (VRID, family) with its latest advert: the survey reads these.
         self.sources: dict[tuple[int, int], dict[IPAddress, PeerAdvert]] = {}
+        #: Our own keepalived's latest advert per (VRID, family): proves it applied the hold.
+        self.own: dict[tuple[int, int], PeerAdvert] = {}
 
     def __enter__(self) -> LiveObserver:
         try:
             for interface in sorted({v.interface for v in self.cfg.vips}):
-                self._listeners.append(vrrp.AdvertListener(interface))
+                self._listeners.append(vrrp.AdvertListener(interface, include_outgoing=True))
         except BaseException:
             self.close()
             raise
@@ -84,6 +86,9 @@ class LiveObserver:
             return
         seen = PeerAdvert(a.vrid, a.version, a.priority, a.src, packet.received or self._clock(), packet.src_mac)
         key = (a.vrid, a.src.version)
+        if packet.outgoing:
+            self.own[key] = seen
+            return
         self.latest[key] = seen
         self.sources.setdefault(key, {})[a.src] = seen
 
@@ -106,6 +111,20 @@ class LiveObserver:
                 own_priority=own_priority,
             ))
         return out
+
+    def advertising_at_most(self, priority: int, since: float) -> bool:
+        """Has our keepalived advertised every VIP it holds at `priority` or lower since `since`?
+
+        The resign advert must follow keepalived's first lowered advert: an advert at the old
+        priority after the resign would reset the peers' takeover timer.
+        """
+        for view in self.views(own_priority=priority):
+            if not holds_vip(view):
+                continue
+            own = self.own.get((view.vip.virtual_router_id, view.vip.family))
+            if own is None or own.seen_at < since or own.priority > priority:
+                return False
+        return True
 
     def resign(self) -> list[str]:
         """Send one priority-0 advert per VIP held here, as keepalived would for that instance.

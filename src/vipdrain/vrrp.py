@@ -7,8 +7,10 @@ Edge part (Linux, root or CAP_NET_RAW): `AdvertListener`, `send_advert`, `arp_wh
 What keepalived 2.2.7 puts on the wire (captured in the lab, tests/lab/test_vrrp_wire.py):
 
 - IPv4: TOS 0xc0, TTL 255 (unicast too), no DF, IP id counting up per instance.
-- IPv6: traffic class 0xc0, hop limit 255 to ff02::12 but the kernel default (64) to unicast
-  peers; the source is the interface's link-local address, for unicast too.
+- IPv6: traffic class 0xc0, a kernel-chosen flow label, hop limit 255 to ff02::12 but the
+  kernel default (64) to unicast peers. The source is the interface's link-local address, for
+  unicast too, unless `unicast_src_ip` is set - and without it a unicast instance whose peers
+  are global addresses never hears them (its receiving socket is bound to the link-local one).
 - v2 over IPv4: 8 bytes of authentication data always follow the addresses (zeros without
   authentication; the PASS password truncated to 8 bytes and zero-padded); the checksum covers
   the VRRP message only.
@@ -24,11 +26,12 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import logging
+import math
 import select
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vipdrain.model import IPAddress
 
@@ -56,7 +59,9 @@ _ETH_P_IP = 0x0800
 _ETH_P_ARP = 0x0806
 _SO_ATTACH_FILTER = 26
 _SO_TIMESTAMPNS = 35
-_IPPROTO_RAW = 255
+#: struct timespec, as SCM_TIMESTAMPNS delivers it.
+_TIMESPEC = struct.Struct("@ll")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 _HEADER = struct.Struct("!BBBBHH")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
@@ -67,9 +72,9 @@ AddressLike = IPAddress | str
 
 
 def _address(value: AddressLike) -> IPAddress:
-    return value if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address) else (
-        ipaddress.ip_address(value)
-    )
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    return ipaddress.ip_address(value)
 
 
 @dataclass(frozen=True)
@@ -121,13 +126,12 @@ def _pseudo_header(src: IPAddress, dst: IPAddress, length: int) -> bytes:
     return src.packed + dst.packed + struct.pack("!I3xB", length, VRRP_PROTOCOL)
 
 
-def _uses_pseudo_header(version: int, family: int) -> bool:
-    # v2 over IPv4 checksums the VRRP message alone (RFC 3768 5.3.8); everything else
-    # (v3, and keepalived's v2 over IPv6, whose checksum the kernel fills) adds the pseudo-header.
-    return not (version == 2 and family == 4)
+def _is_rfc3768(version: int, family: int) -> bool:
+    """VRRPv2 over IPv4: 8 bytes of authentication data, checksum without pseudo-header.
 
-
-def _has_auth_data(version: int, family: int) -> bool:
+    Everything else (v3, and keepalived's v2 over IPv6, whose checksum the kernel fills in)
+    has no authentication data and checksums the pseudo-header too.
+    """
     return version == 2 and family == 4
 
 
@@ -161,7 +165,7 @@ def build_advert(advert: Advert, src: AddressLike | None = None, dst: AddressLik
         interval = advert.advert_int
         if interval != int(interval) or not 1 <= interval <= 255:
             raise ValueError(f"a VRRPv2 advert interval is 1-255 whole seconds, not {interval}")
-        if _has_auth_data(2, family):
+        if _is_rfc3768(2, family):
             if advert.auth_type not in (AUTH_NONE, AUTH_PASS):
                 raise ValueError(f"authentication type {advert.auth_type} is not supported (0 or 1)")
             if len(advert.auth_data) > AUTH_DATA_LEN:
@@ -170,23 +174,17 @@ def build_advert(advert: Advert, src: AddressLike | None = None, dst: AddressLik
     else:
         centis = round(advert.advert_int * 100)
         if abs(centis - advert.advert_int * 100) > 1e-6 or not 1 <= centis <= 0x0FFF:
-            raise ValueError(
-                f"a VRRPv3 advert interval is 0.01-40.95 s in steps of 0.01 s, not {advert.advert_int}"
-            )
+            raise ValueError(f"a VRRPv3 advert interval is 0.01-40.95 s in steps of 0.01 s, not {advert.advert_int}")
         second = centis  # the 4 reserved bits above it stay zero
-    if not _has_auth_data(advert.version, family) and (advert.auth_type or advert.auth_data):
+    if not _is_rfc3768(advert.version, family) and (advert.auth_type or advert.auth_data):
         raise ValueError(f"VRRPv{advert.version} over IPv{family} carries no authentication")
 
     body = b"".join(a.packed for a in advert.addresses)
-    if _has_auth_data(advert.version, family):
+    if _is_rfc3768(advert.version, family):
         body += advert.auth_data.ljust(AUTH_DATA_LEN, b"\0")
     vers_type = (advert.version << 4) | ADVERTISEMENT
     unsummed = _HEADER.pack(vers_type, advert.vrid, advert.priority, len(advert.addresses), second, 0) + body
-    prefix = (
-        _pseudo_header(src_ip, dst_ip, len(unsummed))
-        if _uses_pseudo_header(advert.version, family)
-        else b""
-    )
+    prefix = _pseudo_header(src_ip, dst_ip, len(unsummed)) if not _is_rfc3768(advert.version, family) else b""
     checksum = _checksum(prefix + unsummed)
     return unsummed[:6] + struct.pack("!H", checksum) + unsummed[8:]
 
@@ -211,13 +209,12 @@ def parse_advert(payload: bytes, src: AddressLike, dst: AddressLike) -> Advert:
     if kind != ADVERTISEMENT:
         raise ValueError(f"VRRP packet type {kind} is not an advertisement (1)")
     size = 4 if family == 4 else 16
-    expected = _HEADER.size + count * size + (AUTH_DATA_LEN if _has_auth_data(version, family) else 0)
+    expected = _HEADER.size + count * size + (AUTH_DATA_LEN if _is_rfc3768(version, family) else 0)
     if len(payload) != expected:
         raise ValueError(
-            f"VRRPv{version} packet with {count} IPv{family} addresses must be {expected} bytes, "
-            f"not {len(payload)}"
+            f"VRRPv{version} packet with {count} IPv{family} addresses must be {expected} bytes, not {len(payload)}"
         )
-    prefix = _pseudo_header(src_ip, dst_ip, len(payload)) if _uses_pseudo_header(version, family) else b""
+    prefix = _pseudo_header(src_ip, dst_ip, len(payload)) if not _is_rfc3768(version, family) else b""
     if _checksum(prefix + payload):
         raise ValueError(f"bad VRRPv{version} checksum {checksum:#06x} in advert from {src_ip}")
 
@@ -314,17 +311,25 @@ def parse_packet(data: bytes) -> Packet:
 def build_packet(advert: Advert, src: AddressLike, dst: AddressLike, *, ident: int = 0) -> bytes:
     """The whole IP packet keepalived would send for `advert` from `src` to `dst`.
 
-    TTL/hop limit 255 and TOS/traffic class 0xc0 as keepalived sets them; the IPv4 header
-    checksum is filled in (Linux recomputes it anyway for raw sends), and IPv4 `ident` 0 lets
-    the kernel choose one.
+    TOS/traffic class 0xc0 as keepalived sets it, TTL/hop limit 255 (keepalived leaves IPv6
+    unicast adverts at 64), no flow label. The IPv4 header checksum is filled in (Linux
+    recomputes it anyway for raw sends); IPv4 `ident` 0 lets the kernel choose one.
     """
     src_ip, dst_ip = _address(src), _address(dst)
     payload = build_advert(advert, src_ip, dst_ip)
     if src_ip.version == 4:
         total = _IPV4.size + len(payload)
         header = _IPV4.pack(
-            0x45, TOS_NETWORK_CONTROL, total, ident, 0, VRRP_TTL, VRRP_PROTOCOL, 0,
-            src_ip.packed, dst_ip.packed,
+            0x45,
+            TOS_NETWORK_CONTROL,
+            total,
+            ident,
+            0,
+            VRRP_TTL,
+            VRRP_PROTOCOL,
+            0,
+            src_ip.packed,
+            dst_ip.packed,
         )
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
         return header + payload
@@ -335,24 +340,26 @@ def build_packet(advert: Advert, src: AddressLike, dst: AddressLike, *, ident: i
 def send_advert(advert: Advert, src: AddressLike, dst: AddressLike, interface: str) -> None:
     """Send `advert` once from `src` to `dst` out of `interface` (needs CAP_NET_RAW).
 
-    The IP header is built here (`build_packet`, IP_HDRINCL / IPPROTO_RAW), so the source is
-    exactly `src` whatever the routing table says, with TTL/hop limit 255 as the RFCs require
-    (keepalived sends IPv6 unicast adverts with 64; peers accept both). Multicast loopback is
-    off: the local keepalived must not see its own instance's advert coming back.
-    For a unicast instance call it once per peer, with the peer as `dst`. For an IPv6 `src`
-    or `dst` with link scope the interface supplies the scope.
+    The whole IP header is built here (`build_packet`; an IPPROTO_RAW socket implies
+    IP_HDRINCL, for IPv6 too), so the source is exactly `src` whatever the routing table says,
+    and TTL/hop limit is 255 as the RFCs require (keepalived sends IPv6 unicast adverts with 64;
+    keepalived accepts both). Multicast loopback is off: the local keepalived must not hear its
+    own instance's advert coming back. For a unicast instance call it once per peer, with the
+    peer as `dst`. Link-scoped IPv6 destinations get `interface` as their scope.
     """
     src_ip, dst_ip = _address(src), _address(dst)
     packet = build_packet(advert, src_ip, dst_ip)
     family = socket.AF_INET if src_ip.version == 4 else socket.AF_INET6
-    with socket.socket(family, socket.SOCK_RAW, _IPPROTO_RAW) as sock:
+    with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             sock.sendto(packet, (str(dst_ip), 0))
         else:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            sock.sendto(packet, (str(dst_ip), 0, 0, socket.if_nametoindex(interface)))
+            # inet_ntop drops any "%scope" suffix; the scope id is given explicitly.
+            host = socket.inet_ntop(socket.AF_INET6, dst_ip.packed)
+            sock.sendto(packet, (host, 0, 0, socket.if_nametoindex(interface)))
 
 
 def _vrrp_filter() -> bytes:
@@ -444,20 +451,18 @@ class AdvertListener:
             if packet is not None:
                 return packet
             if deadline is None:
-                wait_ms = None
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                wait_ms = max(1, int(left * 1000 + 0.999))
-            if not self._poll.poll(wait_ms) and deadline is not None and time.monotonic() >= deadline:
+                self._poll.poll()
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
+            self._poll.poll(max(1, math.ceil(left * 1000)))
 
     def _receive_one(self) -> Packet | None:
         """Drain the queue until one acceptable advert comes out; None once it is empty."""
         while True:
             try:
-                data, ancdata, _flags, addr = self._sock.recvmsg(65535, socket.CMSG_SPACE(16))
+                data, ancdata, _flags, addr = self._sock.recvmsg(65535, _TIMESTAMP_SPACE)
             except BlockingIOError:
                 return None
             now_mono, now_wall = time.monotonic(), time.time()
@@ -474,18 +479,10 @@ class AdvertListener:
             received = now_mono
             for level, kind, value in ancdata:
                 if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack_from("@ll", value)
+                    sec, nsec = _TIMESPEC.unpack_from(value)
                     # Wall-clock arrival -> monotonic: subtract how long it waited in the queue.
                     received = now_mono - max(0.0, now_wall - (sec + nsec / 1e9))
-            return Packet(
-                advert=packet.advert,
-                ttl=packet.ttl,
-                tos=packet.tos,
-                raw=packet.raw,
-                src_mac=_mac(addr[4]),
-                received=received,
-                outgoing=outgoing,
-            )
+            return replace(packet, src_mac=_mac(addr[4]), received=received, outgoing=outgoing)
 
 
 def local_mac(interface: str) -> str:
@@ -512,7 +509,8 @@ def arp_who_has(
     if target == sender:
         raise ValueError(f"asking for {target} as {target} would announce it, not probe it")
     found: dict[str, ipaddress.IPv4Address] = {}
-    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_ARP)) as sock:
+    # Protocol 0 until bind: no ARP from other interfaces gets queued meanwhile.
+    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0) as sock:
         sock.bind((interface, _ETH_P_ARP))
         mac = sock.getsockname()[4][:6]
         request = _ARP.pack(1, _ETH_P_IP, 6, 4, 1, mac, sender.packed, b"\0" * 6, target.packed)

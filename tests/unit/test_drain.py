@@ -59,6 +59,9 @@ class FakeObserver:
     def collect(self, seconds: float) -> None:
         self.clock.now += seconds
 
+    def advertising_at_most(self, priority: int, since: float) -> bool:
+        return True
+
     def resign(self) -> list[str]:
         self.resigned += 1
         return ["sent priority 0"]
