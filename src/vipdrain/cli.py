@@ -207,7 +207,9 @@ def _cmd_notify(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; sub-packages add their own commands through `register` functions."""
-    parser = argparse.ArgumentParser(prog="vipdrain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="vipdrain", description="Hand a keepalived virtual IP over, verifiably, before haproxy stops."
+    )
     parser.add_argument("--version", action="version", version=f"vipdrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -252,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.set_defaults(handler=_cmd_undrain)
 
+    # Listed for --help only: main() hands `probe` to vipdrain.probe before parsing (it runs every
+    # second under keepalived, so it skips this parser and every other import).
+    sub.add_parser("probe", help="keepalived's health check of the local haproxy (vipdrain probe --help)")
+
     p = sub.add_parser("notify", help="keepalived's notify hook (called by keepalived, not by hand)")
     _add_config_options(p)
     p.add_argument("kind", help="INSTANCE or GROUP")
@@ -274,6 +280,11 @@ def _registrars() -> list[Callable[..., None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vipdrain` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["probe"]:
+        from vipdrain.probe import main as probe_main
+
+        return probe_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

@@ -18,6 +18,19 @@ ROOT_ENV = "VIPDRAIN_ROOT"
 CMD_ENV = "VIPDRAIN_CMD"
 
 
+def default_vipdrain_cmd() -> str:
+    """How keepalived should call vipdrain when nobody said (`$VIPDRAIN_CMD`).
+
+    The installed console script, when there is one next to this interpreter: keepalived resolves
+    symlinks in script paths, so a virtualenv's `bin/python` (a symlink) would run the base
+    interpreter without the virtualenv's packages, while the script's shebang keeps them.
+    """
+    script = Path(sys.prefix) / "bin" / "vipdrain"
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m vipdrain"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Paths of one job on one VM (`root` is `/var/vcap` on BOSH)."""
@@ -31,7 +44,7 @@ class Layout:
     def from_env(cls, root: str | os.PathLike[str] | None = None, job: str = DEFAULT_JOB) -> Layout:
         """Layout from an explicit root, else `$VIPDRAIN_ROOT`, else `/var/vcap`."""
         chosen = Path(root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
-        cmd = os.environ.get(CMD_ENV) or f"{shlex.quote(sys.executable)} -m vipdrain"
+        cmd = os.environ.get(CMD_ENV) or default_vipdrain_cmd()
         return cls(root=chosen, job=job, vipdrain_cmd=cmd)
 
     @property

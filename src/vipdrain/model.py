@@ -58,7 +58,10 @@ class Vip:
 class HealthCheck:
     """keepalived `vrrp_script` that decides whether this VM may hold the VIP."""
 
+    #: The operator's command; "" means vipdrain's probe (the renderer builds its command line
+    #: from the VM's layout and `JobConfig.haproxy`).
     command: str
+    #: Whole seconds: keepalived 2.2 refuses fractional script intervals and timeouts.
     interval: float = 1.0
     timeout: float = 1.0
     fall: int = 2

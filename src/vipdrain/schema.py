@@ -1,7 +1,17 @@
 """The job's properties: name, default and description of each, in one place.
 
-`vipdrain.config` validates against this table (unknown names are typos), and the BOSH job's
-`spec` and the property reference in the docs are generated from it, so the three never drift.
+`vipdrain.config` validates against this table (unknown names are typos, and every given value
+is type-checked against `type`), and the BOSH job's `spec` and the property reference in the
+docs are generated from it, so the three never drift.
+
+Conventions:
+- `null` (what BOSH renders for a property without default) always means "not set".
+- An optional string without default that is set to `""` is "not set" too (BOSH manifests often
+  blank a property to switch a feature off).
+- Every string that ends up in keepalived.conf (commands, email fields, names) must be one line
+  without control characters, double quotes, backslashes, braces, `#`, `!` or `$`: keepalived
+  would read them as syntax (quotes, blocks, comments, parameter substitution). Commands run
+  without a shell; put shell logic in a script file.
 """
 
 from __future__ import annotations
@@ -11,6 +21,9 @@ from typing import Any
 
 #: Marker for "no default": the property is required or optional-without-default.
 NO_DEFAULT: Any = object()
+
+#: The type words `PropertyDef.type` may hold (what a manifest value must be).
+TYPES = ("string", "integer", "number", "boolean", "list", "map")
 
 
 @dataclass(frozen=True)
@@ -30,5 +43,275 @@ class PropertyDef:
         return self.default is not NO_DEFAULT
 
 
-#: Filled in by the config work (issue 2); order is the order of the generated spec.
-PROPERTIES: tuple[PropertyDef, ...] = ()
+_P = PropertyDef
+
+#: Order is the order of the generated spec.
+PROPERTIES: tuple[PropertyDef, ...] = (
+    # --- the VIPs -------------------------------------------------------------------------
+    _P(
+        "keepalived.vip",
+        "The virtual IP (one IPv4 or IPv6 address, no prefix length) the group shares; compatible "
+        "with haproxy-boshrelease's keepalived job. Give this or keepalived.vips, not both. "
+        "Rendered as VRRP instance vip_1 with keepalived.virtual_router_id.",
+        example="192.0.2.100",
+    ),
+    _P(
+        "keepalived.vips",
+        "Several virtual IPs, each its own VRRP instance (vip_1, vip_2, ... in list order). Each "
+        "entry is an address string or a map {address, virtual_router_id, interface}. Without "
+        "an explicit virtual_router_id an entry gets keepalived.virtual_router_id + its position "
+        "(0-based). An IPv6 VIP needs VRRPv3.",
+        example=["192.0.2.100", {"address": "2001:db8::100", "virtual_router_id": 7}],
+        type="list",
+    ),
+    _P(
+        "keepalived.interface",
+        "Interface that carries the VIPs and the VRRP adverts: `auto` (the interface holding the "
+        "instance's own IP, spec.ip) or a Linux interface name (1..15 of A-Z a-z 0-9 _ . : -). "
+        "A VIP map may override it.",
+        default="auto",
+        example="eth0",
+    ),
+    _P(
+        "keepalived.virtual_router_id",
+        "VRRP virtual router id (1..255) of the first VIP; further VIPs count up from it. Must be "
+        "unique per network segment among all VRRP groups.",
+        default=1,
+        example=51,
+        type="integer",
+    ),
+    _P(
+        "keepalived.vrrp_version",
+        "VRRP protocol version, 2 or 3. IPv6 VIPs need 3; authentication needs 2.",
+        default=3,
+        type="integer",
+    ),
+    _P(
+        "keepalived.advert_int",
+        "Seconds between VRRP adverts. VRRPv3: 0.01..40.95 in steps of 0.01; VRRPv2: whole "
+        "seconds 1..255. A backup takes over about 3 x advert_int after the master goes silent.",
+        default=1,
+        example=0.5,
+        type="number",
+    ),
+    # --- health check ---------------------------------------------------------------------
+    _P(
+        "keepalived.healthcheck.command",
+        "Command keepalived runs to decide whether this VM may hold the VIPs (exit 0 = healthy; "
+        "a failing check puts the VM in FAULT, so it never holds a VIP it cannot serve). Runs as "
+        "root without a shell. Default (unset): vipdrain's probe - the haproxy pid file names a "
+        "live process and a TCP connect to vipdrain.haproxy.probe succeeds.",
+        example="/var/vcap/jobs/haproxy/bin/healthy",
+    ),
+    _P(
+        "keepalived.healthcheck.interval",
+        "Seconds between health checks (whole seconds, 1..4294).",
+        default=1,
+        type="integer",
+    ),
+    _P(
+        "keepalived.healthcheck.timeout",
+        "Seconds after which a running health check counts as failed (whole seconds, 1..4294).",
+        default=1,
+        type="integer",
+    ),
+    _P(
+        "keepalived.healthcheck.fall",
+        "Consecutive failed checks (1..1000) before the VM goes to FAULT and gives up its VIPs.",
+        default=2,
+        type="integer",
+    ),
+    _P(
+        "keepalived.healthcheck.rise",
+        "Consecutive good checks (1..1000) before a VM in FAULT may hold VIPs again.",
+        default=2,
+        type="integer",
+    ),
+    # --- transport ------------------------------------------------------------------------
+    _P(
+        "keepalived.unicast",
+        "Send adverts by unicast to the peers instead of multicast. Peers come from the "
+        "`keepalived` link (every other instance of the group) or keepalived.unicast_peers; "
+        "unicast without peers is an error.",
+        default=False,
+        type="boolean",
+    ),
+    _P(
+        "keepalived.unicast_peers",
+        "Addresses of the other VRRP routers, replacing the `keepalived` link's instances (this "
+        "instance's own address may be listed; it is skipped). Each VIP uses the peers of its "
+        "address family.",
+        default=[],
+        example=["192.0.2.11", "192.0.2.12"],
+        type="list",
+    ),
+    _P(
+        "keepalived.multicast_group.ipv4",
+        "IPv4 multicast group of the VRRP adverts (multicast mode).",
+        default="224.0.0.18",
+    ),
+    _P(
+        "keepalived.multicast_group.ipv6",
+        "IPv6 multicast group of the VRRP adverts (multicast mode); must be link-local scope "
+        "(ff02::/16 style).",
+        default="ff02::12",
+    ),
+    _P(
+        "keepalived.source_address",
+        "Source address of the adverts (mcast_src_ip / unicast_src_ip). Default: the instance's "
+        "own IP (spec.ip) for VIPs of its family; an IPv6 VIP of an IPv4 instance uses the "
+        "interface's link-local address. If set, every VIP must have its address family.",
+        example="192.0.2.10",
+    ),
+    _P(
+        "keepalived.authentication",
+        "VRRPv2 simple password (PASS), 1..8 characters of A-Z a-z 0-9 and . _ - + = : , % @ ^ * / ~ "
+        "(needs keepalived.vrrp_version 2; VRRPv3 has no authentication). Unset: none.",
+        example="s3cret",
+    ),
+    # --- gratuitous ARP -------------------------------------------------------------------
+    _P(
+        "keepalived.garp.master_delay",
+        "Seconds (0..4294) after becoming MASTER before the second burst of gratuitous ARPs / "
+        "unsolicited NAs; 0 = no second burst.",
+        default=1,
+        type="integer",
+    ),
+    _P(
+        "keepalived.garp.master_repeat",
+        "Gratuitous ARPs / unsolicited NAs (1..255) sent per burst.",
+        default=3,
+        type="integer",
+    ),
+    _P(
+        "keepalived.garp.master_refresh",
+        "Seconds (0..86400) between gratuitous ARP refreshes while MASTER; 0 = no refresh.",
+        default=0,
+        type="integer",
+    ),
+    # --- email ----------------------------------------------------------------------------
+    _P(
+        "keepalived.notification_email.to",
+        "Addresses keepalived mails on every VRRP transition. Empty: no email.",
+        default=[],
+        example=["ops@example.com"],
+        type="list",
+    ),
+    _P(
+        "keepalived.notification_email.from",
+        "Sender address of the emails. Unset: keepalived@<host name>.",
+        example="keepalived@example.com",
+    ),
+    _P(
+        "keepalived.notification_email.smtp_server",
+        "SMTP server: a host name or IP address, optionally with :PORT ([IPv6]:PORT); port 25 "
+        "if not given. Required when notification_email.to is set.",
+        example="192.0.2.25:25",
+    ),
+    _P(
+        "keepalived.notification_email.smtp_connect_timeout",
+        "Seconds (1..4294) to wait for the SMTP server.",
+        default=30,
+        type="integer",
+    ),
+    # --- operator hooks -------------------------------------------------------------------
+    _P(
+        "keepalived.notify.master",
+        "Command run (as root, no shell) when this VM becomes MASTER of a VIP, e.g. to move a "
+        "cloud elastic IP. Runs before vipdrain's own notify hook.",
+        example="/var/vcap/jobs/eip/bin/claim",
+    ),
+    _P("keepalived.notify.backup", "Command run when this VM becomes BACKUP of a VIP.", example="/bin/true"),
+    _P("keepalived.notify.fault", "Command run when this VM goes to FAULT (health check failed).",
+       example="/bin/true"),
+    _P("keepalived.notify.stop", "Command run when keepalived stops a VRRP instance.", example="/bin/true"),
+    # --- escape hatch ---------------------------------------------------------------------
+    _P(
+        "keepalived.extra.global_defs",
+        "Extra keepalived global_defs lines, one `keyword value...` per entry (no blocks, "
+        "comments or includes; keywords vipdrain sets itself are refused). Checked by "
+        "`keepalived -t` when rendered.",
+        default=[],
+        example=["vrrp_garp_interval 0.001"],
+        type="list",
+    ),
+    _P(
+        "keepalived.extra.vrrp_instance",
+        "Extra lines for every vrrp_instance block, one `keyword value...` per entry (no blocks, "
+        "comments or includes; priority, state, nopreempt, virtual_router_id, interface, "
+        "track_*, notify*, virtual_ipaddress and the other keywords vipdrain sets are refused).",
+        default=[],
+        example=["preempt_delay 5", "dont_track_primary"],
+        type="list",
+    ),
+    # --- vipdrain -------------------------------------------------------------------------
+    _P(
+        "vipdrain.placement",
+        "Where the VIP lives between deploys. preferred: the bootstrap instance always takes it "
+        "back (two VIP moves per deploy). sticky: whoever holds it keeps it until it drains (one "
+        "move per deploy).",
+        default="preferred",
+    ),
+    _P(
+        "vipdrain.drain.enabled",
+        "Hand the VIPs over (and verify the handoff) before this VM stops. false: BOSH drain "
+        "returns at once.",
+        default=True,
+        type="boolean",
+    ),
+    _P(
+        "vipdrain.drain.timeout",
+        "Seconds (0.1..3600) to wait for a verified handoff before no_peer_policy applies.",
+        default=30,
+        type="number",
+    ),
+    _P(
+        "vipdrain.drain.no_peer_policy",
+        "What a drain does when no peer takes the VIP in time: proceed (let the VM stop; the VIP "
+        "goes down with it) or fail (fail the drain, so BOSH stops the deploy).",
+        default="proceed",
+    ),
+    _P(
+        "vipdrain.drain.poll_interval",
+        "Seconds (0.01..10) between observations while waiting for the handoff.",
+        default=0.1,
+        type="number",
+    ),
+    _P(
+        "vipdrain.drain.dynamic",
+        "Use BOSH dynamic draining (print a negative number and let the agent call back) "
+        "instead of waiting inside the drain script.",
+        default=False,
+        type="boolean",
+    ),
+    _P(
+        "vipdrain.drain.resign_advert",
+        "Right after lowering the priority, send one priority-0 advert so the best backup takes "
+        "over after its skew time (~0.7 s) instead of 3 x advert_int.",
+        default=True,
+        type="boolean",
+    ),
+    _P(
+        "vipdrain.haproxy.pid_file",
+        "Absolute path of the colocated haproxy's pid file (checked by the default health check).",
+        default="/var/vcap/sys/run/haproxy/haproxy.pid",
+    ),
+    _P(
+        "vipdrain.haproxy.probe",
+        "HOST:PORT ([IPv6]:PORT) of a local haproxy frontend that must accept a TCP connection "
+        "for this VM to hold the VIPs.",
+        default="127.0.0.1:80",
+        example="127.0.0.1:443",
+    ),
+    _P(
+        "vipdrain.haproxy.drain_grace_time",
+        "Seconds the colocated haproxy job waits before soft-stopping in its own drain, if it "
+        "drains too (ha_proxy.drain_frontend_grace_time); a warning is given when shorter than "
+        "vipdrain.drain.timeout. Unset: haproxy does not drain.",
+        example=30,
+        type="number",
+    ),
+)
+
+#: Name -> definition.
+BY_NAME: dict[str, PropertyDef] = {p.name: p for p in PROPERTIES}
