@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := keepalived haproxy iproute2 nftables ruby python3 python3-venv python3-pip
+APT_PACKAGES := keepalived haproxy iproute2 nftables ruby shellcheck python3 python3-venv python3-pip
 APT_STAMP := $(VENV)/.apt-installed
 VENV_STAMP := $(VENV)/.installed
 
@@ -44,6 +44,13 @@ lab: setup
 
 generate: setup
 	$(VENV)/bin/vipdrain generate-job
+
+check-generated: setup
+	$(VENV)/bin/vipdrain generate-job --check
+
+# Optional (not in CI): compile keepalived the way the BOSH package does, from Debian's source.
+package-keepalived:
+	bash tests/bosh/package_keepalived.sh
 
 bench: setup
 	$(PY) bench/run.py

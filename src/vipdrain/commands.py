@@ -7,4 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vipdrain.boshjob import register as register_boshjob
+
 REGISTRARS: list[Callable[..., None]] = []
+REGISTRARS.append(register_boshjob)

@@ -114,7 +114,7 @@ class DrainSettings:
 class HaproxySettings:
     """Where vipdrain finds the colocated haproxy, to check it before taking the VIP."""
 
-    pid_file: str = "/var/vcap/sys/run/haproxy/haproxy.pid"
+    pid_file: str = "/var/vcap/sys/run/bpm/haproxy/haproxy.pid"
     #: host:port of a haproxy frontend that must accept a TCP connection.
     probe: str = "127.0.0.1:80"
     #: The colocated haproxy job's drain settings, if it drains too (see docs): seconds it waits

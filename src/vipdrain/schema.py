@@ -241,7 +241,7 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "comments or includes; priority, state, nopreempt, virtual_router_id, interface, "
         "track_*, notify*, virtual_ipaddress and the other keywords vipdrain sets are refused).",
         default=[],
-        example=["preempt_delay 5", "dont_track_primary"],
+        example=["dont_track_primary", "garp_lower_prio_repeat 2"],
         type="list",
     ),
     # --- vipdrain -------------------------------------------------------------------------
@@ -294,7 +294,7 @@ PROPERTIES: tuple[PropertyDef, ...] = (
     _P(
         "vipdrain.haproxy.pid_file",
         "Absolute path of the colocated haproxy's pid file (checked by the default health check).",
-        default="/var/vcap/sys/run/haproxy/haproxy.pid",
+        default="/var/vcap/sys/run/bpm/haproxy/haproxy.pid",
     ),
     _P(
         "vipdrain.haproxy.probe",

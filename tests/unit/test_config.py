@@ -41,7 +41,7 @@ def test_minimal_config_gets_every_default(raw_config, parse):
     assert cfg.extra_global_defs == () and cfg.extra_instance_options == ()
     assert cfg.drain.enabled and cfg.drain.timeout == 30 and cfg.drain.no_peer_policy == "proceed"
     assert cfg.drain.poll_interval == 0.1 and not cfg.drain.dynamic and cfg.drain.resign_advert
-    assert cfg.haproxy.pid_file == "/var/vcap/sys/run/haproxy/haproxy.pid"
+    assert cfg.haproxy.pid_file == "/var/vcap/sys/run/bpm/haproxy/haproxy.pid"
     assert cfg.haproxy.probe == "127.0.0.1:80" and cfg.haproxy.drain_grace_time is None
 
 

@@ -76,7 +76,7 @@ def test_health_check_means_fault_and_runs_the_probe(parse, make_raw, conf_layou
         [["1"]], [["2"]], [["2"]], [["2"]])
     (command,) = script.words("script")
     assert " ".join(command) == (
-        f'"{PYTHON} -m vipdrain.probe --pid-file /var/vcap/sys/run/haproxy/haproxy.pid --tcp 127.0.0.1:8080 '
+        f'"{PYTHON} -m vipdrain.probe --pid-file /var/vcap/sys/run/bpm/haproxy/haproxy.pid --tcp 127.0.0.1:8080 '
         '--timeout 1.4"')
 
 
