@@ -22,13 +22,16 @@ from typing import Protocol
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
-from vipdrain.model import JobConfig
+from vipdrain.loopback import keep_on_loopback
+from vipdrain.model import JobConfig, Vip
 from vipdrain.priority import effective_priority
 from vipdrain.verdicts import Plan, Verdict, VipView, handed_over, holds_vip, plan
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.drain")
 
+#: Resign adverts sent again at most this often in one drain (see `_resign_again_if_outdated`).
+MAX_RESIGNS = 3
 BOSH_ACTIONS = ("job_changed", "job_shutdown", "job_new", "job_check_status")
 HASH_STATES = ("hash_changed", "hash_unchanged", "hash_new")
 
@@ -83,8 +86,8 @@ class Observer(Protocol):
         """Listen for adverts for up to `seconds` (the drain's pacing: no bare sleeps)."""
         ...
 
-    def advertising_at_most(self, priority: int, since: float) -> bool:
-        """Our keepalived advertised every held VIP at `priority` or lower since `since` (monotonic)."""
+    def outdated_advert_since(self, priority: int, since: float) -> bool:
+        """Did our keepalived advertise above `priority` after `since` (monotonic)?"""
         ...
 
     def resign(self) -> list[str]:
@@ -106,7 +109,7 @@ class DrainOutcome:
         return self.value is None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Drain:
     """One drain call: settings and the edges it talks to."""
 
@@ -117,6 +120,10 @@ class Drain:
     sleep: Callable[[float], None] = time.sleep
     #: Progress for a human at a terminal (manual drain); BOSH drains only log.
     progress: Callable[[str], None] | None = None
+    #: Keeps a silent copy of a VIP on this VM while it moves (vipdrain.loopback).
+    keep_copy: Callable[[Vip], str] = keep_on_loopback
+    _resigned_at: float | None = field(default=None, init=False)
+    _resigns: int = field(default=0, init=False)
 
     @property
     def own_priority(self) -> int:
@@ -137,7 +144,6 @@ class Drain:
                  len(self.cfg.vips))
         if args.action == "job_check_status":
             return self._check_status(args)
-        held_from = self.clock()
         hold = set_hold(self.layout, add=(args.reason,))
         for w in hold.warnings:
             log.warning(w)
@@ -148,25 +154,34 @@ class Drain:
             return DrainOutcome(0, why)
         if decision is Plan.NO_PEER:
             return self._no_peer(args, why)
-        if self.cfg.drain.resign_advert:
-            self._resign(held_from)
         held = {v.vip.name for v in views if holds_vip(v)}
+        for v in views:
+            if v.vip.name in held:
+                try:
+                    log.info(self.keep_copy(v.vip))
+                except RuntimeFailure as exc:
+                    log.warning("%s; packets in flight at the handoff may be lost", exc)
+        if self.cfg.drain.resign_advert:
+            self._resign()
         if self.cfg.drain.dynamic and not args.manual:
             return DrainOutcome(-self.recall_seconds, f"handing over {len(held)} VIP(s); BOSH calls back")
         return self._wait(args, held, self.cfg.drain.timeout)
 
-    def _resign(self, held_from: float) -> None:
-        """Resign once keepalived advertises the lowered priority (it sends that advert at once)."""
-
-        def lowered() -> bool:
-            self.observer.collect(0.02)
-            return self.observer.advertising_at_most(self.own_priority, held_from)
-
-        applied = wait_until(lowered, budget=self.cfg.advert_int + 0.5, clock=self.clock, sleep=self.sleep)
-        if not applied:
-            log.warning("keepalived has not advertised the lowered priority yet; sending the resign advert anyway")
+    def _resign(self) -> None:
+        """Send the priority-0 advert: the best backup takes over after its skew time."""
+        self._resigned_at = self.clock()
         for line in self.observer.resign():
             log.info(line)
+
+    def _resign_again_if_outdated(self) -> None:
+        """keepalived applies the hold within milliseconds (inotify), but an advert it sent in
+        that window carries the old priority and undoes the resign: send it again, a few times."""
+        if self._resigned_at is None or self._resigns >= MAX_RESIGNS:
+            return
+        if self.observer.outdated_advert_since(self.own_priority, self._resigned_at):
+            self._resigns += 1
+            log.info("keepalived advertised its old priority after the resign advert; resigning again")
+            self._resign()
 
     def _wait(self, args: DrainArgs, held: set[str], budget: float) -> DrainOutcome:
         started = self.clock()
@@ -176,6 +191,7 @@ class Drain:
         def attempt() -> bool:
             nonlocal last, next_progress
             self.observer.collect(self.cfg.drain.poll_interval)
+            self._resign_again_if_outdated()
             views = [v for v in self.observer.views(self.own_priority) if v.vip.name in held]
             last = [handed_over(v) for v in views]
             now = self.clock()

@@ -13,6 +13,7 @@ from pathlib import Path
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import REASONS, read_hold, set_hold
 from vipdrain.layout import Layout
+from vipdrain.loopback import release_loopback
 from vipdrain.model import JobConfig
 from vipdrain.notify import read_state
 from vipdrain.observe import LiveObserver
@@ -64,6 +65,8 @@ def pre_start(cfg: JobConfig, layout: Layout, keepalived_conf: str) -> list[str]
         d.mkdir(parents=True, exist_ok=True)
     write_checked_config(keepalived_conf, layout.keepalived_conf)
     warnings = set_sysctls()
+    for line in release_loopback(cfg.vips):
+        log.info("%s (left by the last drain)", line)
     cleared = clear_stale_pid_files(layout)
     if cleared:
         log.info("removed stale keepalived pid files: %s", ", ".join(str(p) for p in cleared))

@@ -39,8 +39,8 @@ class LiveObserver:
         self.latest: dict[tuple[int, int], PeerAdvert] = {}
         #: Every source seen per (VRID, family) with its latest advert: the survey reads these.
         self.sources: dict[tuple[int, int], dict[IPAddress, PeerAdvert]] = {}
-        #: Our own keepalived's latest advert per (VRID, family): proves it applied the hold.
-        self.own: dict[tuple[int, int], PeerAdvert] = {}
+        #: Our own keepalived's adverts as (received, priority): shows when it applied the hold.
+        self.own: list[tuple[float, int]] = []
 
     def __enter__(self) -> LiveObserver:
         try:
@@ -87,15 +87,15 @@ class LiveObserver:
         seen = PeerAdvert(a.vrid, a.version, a.priority, a.src, packet.received or self._clock(), packet.src_mac)
         key = (a.vrid, a.src.version)
         if packet.outgoing:
-            self.own[key] = seen
+            self.own.append((seen.seen_at, a.priority))
             return
         self.latest[key] = seen
         self.sources.setdefault(key, {})[a.src] = seen
 
     def views(self, own_priority: int) -> list[VipView]:
         """One observation of every VIP of the job."""
-        here = {ip for ips in self._addresses().values() for ip in ips}
-        mine = here | {self.cfg.instance.ip}
+        local = self._addresses()
+        mine = {ip for ips in local.values() for ip in ips} | {self.cfg.instance.ip}
         now = self._clock()
         out = []
         for vip in self.cfg.vips:
@@ -105,26 +105,21 @@ class LiveObserver:
             state = read_state(self.layout, vip.name)
             out.append(VipView(
                 vip=vip,
-                local=vip.address in here,
+                # Only the VIP's own interface counts: a copy on lo (see vipdrain.loopback) is silent.
+                local=vip.address in local.get(vip.interface, ()),
                 state=state.state if state else None,
                 peer_master=peer,
                 own_priority=own_priority,
             ))
         return out
 
-    def advertising_at_most(self, priority: int, since: float) -> bool:
-        """Has our keepalived advertised every VIP it holds at `priority` or lower since `since`?
+    def outdated_advert_since(self, priority: int, since: float) -> bool:
+        """Did our keepalived advertise above `priority` after `since` (monotonic)?
 
-        The resign advert must follow keepalived's first lowered advert: an advert at the old
-        priority after the resign would reset the peers' takeover timer.
+        Such an advert, sent after a resign advert, resets the peers' takeover timer: it means
+        keepalived had not applied the hold yet when we resigned, so the resign must be repeated.
         """
-        for view in self.views(own_priority=priority):
-            if not holds_vip(view):
-                continue
-            own = self.own.get((view.vip.virtual_router_id, view.vip.family))
-            if own is None or own.seen_at < since or own.priority > priority:
-                return False
-        return True
+        return any(t > since and p > priority for t, p in self.own)
 
     def resign(self) -> list[str]:
         """Send one priority-0 advert per VIP held here, as keepalived would for that instance.

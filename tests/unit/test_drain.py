@@ -59,8 +59,11 @@ class FakeObserver:
     def collect(self, seconds: float) -> None:
         self.clock.now += seconds
 
-    def advertising_at_most(self, priority: int, since: float) -> bool:
-        return True
+    #: Our keepalived sends one advert at its old priority right after the first resign.
+    outdated_once: bool = False
+
+    def outdated_advert_since(self, priority: int, since: float) -> bool:
+        return self.outdated_once and self.resigned == 1
 
     def resign(self) -> list[str]:
         self.resigned += 1
@@ -88,8 +91,17 @@ def layout(tmp_path) -> Layout:
 BOSH_CHANGED = DrainArgs(manual=False, action="job_changed")
 
 
+COPIES: list[str] = []
+
+
+def fake_copy(vip: Vip) -> str:
+    COPIES.append(vip.name)
+    return f"{vip.address} on lo"
+
+
 def run(cfg, layout, obs, clock, args=BOSH_CHANGED):
-    return Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep).run(args)
+    COPIES.clear()
+    return Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep, keep_copy=fake_copy).run(args)
 
 
 def test_master_hands_over_and_keeps_hold(layout):
@@ -102,6 +114,7 @@ def test_master_hands_over_and_keeps_hold(layout):
     assert "handed over to 192.0.2.11" in out.summary
     assert read_hold(layout).reasons == ["drain"]
     assert obs.resigned == 1
+    assert COPIES == ["vip_1"]  # the VIP stays reachable here for packets already on their way
 
 
 def test_backup_returns_at_once(layout):
@@ -111,7 +124,7 @@ def test_backup_returns_at_once(layout):
     out = run(cfg, layout, obs, clock)
     assert out.value == 0 and "nothing to hand over" in out.summary
     assert clock.now == 0.0
-    assert obs.resigned == 0
+    assert obs.resigned == 0 and COPIES == []
     assert read_hold(layout).track_value == 1
 
 
@@ -202,7 +215,7 @@ def test_manual_drain_sets_maintenance_and_reports_progress(layout):
     cfg = make_cfg()
     lines: list[str] = []
     drain = Drain(cfg, layout, FakeObserver(cfg, clock, takeover_at=2.5), clock=clock, sleep=clock.sleep,
-                  progress=lines.append)
+                  progress=lines.append, keep_copy=fake_copy)
     assert drain.run(parse_drain_args([])).value == 0
     assert read_hold(layout).reasons == ["maintenance"]
     assert lines and "no peer has advertised" in lines[0] and "/ 5s]" in lines[0]
@@ -235,3 +248,11 @@ def test_parse_manual():
     assert parse_drain_args([]).manual
     assert parse_drain_args([]).reason == "maintenance"
     assert replace(parse_drain_args(["job_changed"])).reason == "drain"
+
+
+def test_resign_is_repeated_when_keepalived_advertised_its_old_priority_after_it(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, takeover_at=1.0, outdated_once=True)
+    assert run(cfg, layout, obs, clock).value == 0
+    assert obs.resigned == 2

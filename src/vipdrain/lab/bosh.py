@@ -106,11 +106,15 @@ class Director:
     timeline: Timeline = field(default_factory=Timeline)
     #: Seconds the agent sleeps between dynamic drain calls is what drain prints; tests may scale it.
     agent_sleep: Callable[[float], None] = time.sleep
+    #: Called when a step begins and when it ends (progress for humans).
+    on_step: Callable[[Step], None] | None = None
 
     # -- one instance -------------------------------------------------------------------------
 
     def _step(self, vm: LabVM, name: str, fn: Callable[[], str]) -> Step:
         s = self.timeline.begin(vm.name, name)
+        if self.on_step:
+            self.on_step(s)
         try:
             s.detail = fn() or ""
         except Exception as exc:
@@ -118,6 +122,8 @@ class Director:
             raise DeployFailed(s) from exc
         finally:
             s.end = time.time()
+            if self.on_step:
+                self.on_step(s)
         return s
 
     def _hook(self, vm: LabVM, hook: str) -> str:

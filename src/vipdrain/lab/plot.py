@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vipdrain.lab.bosh import Step
 from vipdrain.lab.client import Request
+from vipdrain.lab.observer import Interval
 
 #: Lifecycle phases as drawn; a VM is "serving" whenever no step covers it.
 STEP_COLOURS = {
@@ -27,12 +28,6 @@ OUTCOME_COLOURS = {"ok": "#2a9d2a", "refused": "#d62728", "reset": "#9467bd", "t
                    "wrong_answer": "#8c564b"}
 
 
-def holder_intervals(changes: Sequence[tuple[float, str | None]], end: float) -> list[tuple[float, float, str | None]]:
-    """[(t, holder)] change points -> [(start, end, holder)] intervals up to `end`."""
-    out = []
-    for (t, who), nxt in zip(changes, [*list(changes[1:]), (end, None)], strict=True):
-        out.append((t, nxt[0], who))
-    return out
 
 
 def plot_timeline(
@@ -40,7 +35,7 @@ def plot_timeline(
     vms: Sequence[str],
     steps: Sequence[Step],
     requests: Sequence[Request],
-    holders: Sequence[tuple[float, str | None]],
+    holders: Sequence[Interval],
     title: str,
     origin: float | None = None,
 ) -> Path:
@@ -55,7 +50,7 @@ def plot_timeline(
     end = max([s.end for s in steps] + [r.end for r in requests] + [t0 + 1])
     rows = list(vms)
     fig, (ax, ax_req) = plt.subplots(
-        2, 1, figsize=(12, 1.2 + 0.7 * len(rows) + 2.2), sharex=True, gridspec_kw={"height_ratios": [len(rows) + 1, 2]}
+        2, 1, figsize=(13, 1.2 + 0.7 * len(rows) + 2.2), sharex=True, gridspec_kw={"height_ratios": [len(rows) + 1, 2]}
     )
     for i, vm in enumerate(rows):
         y = len(rows) - i
@@ -64,15 +59,15 @@ def plot_timeline(
             colour = STEP_COLOURS.get(s.step, "#cccccc")
             ax.barh(y, max(s.end - s.start, 0.05), left=s.start - t0, height=0.5, color=colour,
                     edgecolor="black" if not s.ok else "none")
-        for start, stop, who in holder_intervals(list(holders), end):
-            if who == vm:
-                ax.plot([start - t0, stop - t0], [y + 0.33, y + 0.33], color="black", linewidth=4,
+        for iv in holders:
+            if vm in iv.holders:
+                ax.plot([iv.start - t0, iv.end - t0], [y + 0.33, y + 0.33], color="black", linewidth=4,
                         solid_capstyle="butt")
     ax.set_yticks(range(len(rows), 0, -1), rows)
     ax.set_title(title)
     legend = [Patch(color=c, label=k) for k, c in STEP_COLOURS.items() if any(s.step == k for s in steps)]
     legend += [Patch(color="#d8efd8", label="serving"), Patch(color="black", label="holds the VIP")]
-    ax.legend(handles=legend, loc="upper right", fontsize=7, ncol=4)
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
 
     vm_rows = {vm: i for i, vm in enumerate(rows)}
     for outcome, colour in OUTCOME_COLOURS.items():
@@ -85,7 +80,7 @@ def plot_timeline(
     ax_req.set_yticks([-1, *range(len(rows))], ["failed", *rows])
     ax_req.set_ylabel("answered by")
     ax_req.set_xlabel("seconds")
-    ax_req.legend(loc="upper right", fontsize=7, ncol=5)
+    ax_req.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     ax_req.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
