@@ -204,10 +204,12 @@ def _cmd_undrain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_notify(args: argparse.Namespace) -> int:
-    from vipdrain.notify import record_transition
+def _cmd_notify_fifo(args: argparse.Namespace) -> int:
+    from vipdrain.notify import follow_fifo
 
-    record_transition(_layout(args), args.kind, args.name, args.state, args.priority)
+    # keepalived keeps the FIFO open for writing while it runs: EOF means it stopped.
+    with open(args.fifo) as fifo:
+        follow_fifo(_layout(args), fifo)
     return EXIT_OK
 
 
@@ -264,13 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     # second under keepalived, so it skips this parser and every other import).
     sub.add_parser("probe", help="keepalived's health check of the local haproxy (vipdrain probe --help)")
 
-    p = sub.add_parser("notify", help="keepalived's notify hook (called by keepalived, not by hand)")
+    p = sub.add_parser("notify-fifo", help="reads keepalived's notify FIFO (started by keepalived, not by hand)")
     _add_config_options(p)
-    p.add_argument("kind", help="INSTANCE or GROUP")
-    p.add_argument("name")
-    p.add_argument("state")
-    p.add_argument("priority", nargs="?", default="-1")
-    p.set_defaults(handler=_cmd_notify)
+    p.add_argument("fifo", help="the FIFO keepalived writes transitions to (it passes the path)")
+    p.set_defaults(handler=_cmd_notify_fifo)
 
     for register in _registrars():
         register(sub, _add_config_options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vipdrain.boshjob import register as register_boshjob
+from vipdrain.lab.cli import register as register_lab
+from vipdrain.lab.demo import register as register_demo
 
-REGISTRARS: list[Callable[..., None]] = []
-REGISTRARS.append(register_boshjob)
+REGISTRARS: list[Callable[..., None]] = [register_boshjob, register_lab, register_demo]

@@ -106,6 +106,11 @@ class Layout:
         """Sticky placement: 1 while this VM is MASTER of `instance`."""
         return self.run_dir / f"holder-{instance}.track"
 
+    @property
+    def notify_fifo(self) -> Path:
+        """keepalived writes every VRRP transition here, in order (vipdrain notify-fifo reads it)."""
+        return self.run_dir / "notify.fifo"
+
     def state_file(self, instance: str) -> Path:
         """Last VRRP state keepalived reported for `instance` through the notify hook (JSON)."""
         return self.run_dir / f"state-{instance}.json"

@@ -1,13 +1,16 @@
-"""keepalived's notify hook: record each VRRP transition where vipdrain can read it.
+"""Record each VRRP transition where vipdrain can read it.
 
-keepalived runs `<vipdrain> notify ... TYPE NAME STATE PRIORITY` on every transition. This
-must stay fast and must not depend on the job config being loadable: it only writes files.
+keepalived writes every transition as a line (`INSTANCE "vip_1" MASTER 150`) to its notify FIFO
+and runs `vipdrain notify-fifo FIFO` once to read them: one reader, so the state files follow
+keepalived's order. It must not depend on the job config being loadable: it only writes files.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from vipdrain.fsutil import atomic_write
@@ -74,3 +77,26 @@ def recent_transitions(layout: Layout, limit: int = 10) -> list[Transition]:
         except (ValueError, KeyError, TypeError):
             continue
     return out
+
+
+def parse_fifo_line(line: str) -> tuple[str, str, str, str] | None:
+    """`INSTANCE "vip_1" MASTER 150` -> (kind, name, state, priority); None for anything else."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    if len(words) < 3:
+        return None
+    kind, name, state, *rest = words
+    return kind, name, state, rest[0] if rest else "-1"
+
+
+def follow_fifo(layout: Layout, lines: Iterable[str]) -> int:
+    """Record every transition read from keepalived's FIFO; returns how many were recorded."""
+    count = 0
+    for line in lines:
+        parsed = parse_fifo_line(line)
+        if parsed is not None:
+            record_transition(layout, *parsed)
+            count += 1
+    return count

@@ -87,7 +87,7 @@ def render_keepalived_conf(cfg: JobConfig, layout: Layout) -> str:
             f"# keepalived.conf of {cfg.instance.name}/{cfg.instance.index}, rendered by vipdrain.",
             "# Do not edit: pre-start renders it again on every deploy.",
         ],
-        _global_defs(cfg),
+        _global_defs(cfg, layout),
     ]
     if cfg.healthcheck is not None:
         sections.append(_healthcheck_script(cfg, cfg.healthcheck, layout))
@@ -130,16 +130,16 @@ def probe_command(cfg: JobConfig, layout: Layout) -> str:
     )
 
 
-def notify_command(layout: Layout) -> str:
-    """vipdrain's own notify hook; keepalived appends TYPE NAME STATE PRIORITY."""
+def notify_fifo_command(layout: Layout) -> str:
+    """vipdrain's reader of keepalived's notify FIFO; keepalived appends the FIFO's path."""
     words = _vipdrain_words(layout)
-    return _command([*words, "notify", "--config", str(layout.config_file), "--root", str(layout.root)])
+    return _command([*words, "notify-fifo", "--root", str(layout.root)])
 
 
 # --- sections ---------------------------------------------------------------------------------
 
 
-def _global_defs(cfg: JobConfig) -> list[str]:
+def _global_defs(cfg: JobConfig, layout: Layout) -> list[str]:
     lines = [
         f"router_id {cfg.instance.name}-{cfg.instance.index}",
         # Scripts run as root (they write under /var/vcap and may move addresses); keepalived
@@ -149,6 +149,10 @@ def _global_defs(cfg: JobConfig) -> list[str]:
         f"vrrp_garp_master_delay {cfg.garp.master_delay}",
         f"vrrp_garp_master_repeat {cfg.garp.master_repeat}",
         f"vrrp_garp_master_refresh {cfg.garp.master_refresh}",
+        # Transitions through one FIFO, read by one process: in the order keepalived made them.
+        # (Per-transition notify scripts run concurrently and can record an old state last.)
+        f"vrrp_notify_fifo {_quoted(str(layout.notify_fifo))}",
+        f"vrrp_notify_fifo_script {_quoted(notify_fifo_command(layout), allowed=COMMAND_QUOTES)}",
     ]
     if not cfg.unicast:
         lines += [f"vrrp_mcast_group4 {cfg.multicast_group_v4}", f"vrrp_mcast_group6 {cfg.multicast_group_v6}"]
@@ -215,8 +219,6 @@ def _vrrp_instance(cfg: JobConfig, vip: Vip, layout: Layout) -> list[str]:
                            ("stop", hooks.stop)):
         if command:
             lines.append(f"notify_{state} {_quoted(command, allowed=COMMAND_QUOTES)}")
-    # keepalived runs `notify` after the notify_* hooks.
-    lines.append(f"notify {_quoted(notify_command(layout), allowed=COMMAND_QUOTES)}")
     if cfg.notification_email is not None:
         lines.append("smtp_alert true")
     lines += cfg.extra_instance_options

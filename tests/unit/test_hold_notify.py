@@ -8,7 +8,7 @@ import pytest
 
 from vipdrain.hold import read_hold, set_hold
 from vipdrain.layout import Layout
-from vipdrain.notify import read_state, recent_transitions, record_transition
+from vipdrain.notify import follow_fifo, parse_fifo_line, read_state, recent_transitions, record_transition
 from vipdrain.procs import alive, read_pid, running_pid
 
 
@@ -79,3 +79,17 @@ def test_pid_files(tmp_path):
     assert running_pid(f) == os.getpid()
     assert running_pid(f, "keepalived") is None  # pid reuse: alive, but not ours
     assert not alive(2**22 + 12345)
+
+
+def test_fifo_lines_are_recorded_in_order(layout):
+    lines = ['INSTANCE "vip_1" BACKUP 1\n', 'INSTANCE "vip_1" MASTER 150\n', "garbage\n",
+             'INSTANCE "vip_1" BACKUP 1\n']
+    assert follow_fifo(layout, lines) == 3
+    assert read_state(layout, "vip_1").state == "BACKUP"
+    assert [t.state for t in recent_transitions(layout)] == ["BACKUP", "MASTER", "BACKUP"]
+
+
+def test_parse_fifo_line():
+    assert parse_fifo_line('INSTANCE "vip_2" FAULT 0') == ("INSTANCE", "vip_2", "FAULT", "0")
+    assert parse_fifo_line('GROUP "g" MASTER') == ("GROUP", "g", "MASTER", "-1")
+    assert parse_fifo_line('INSTANCE "unclosed') is None

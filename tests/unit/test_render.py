@@ -14,7 +14,7 @@ from vipdrain.layout import Layout
 from vipdrain.priority import HOLD_WEIGHT, STICKY_BONUS
 from vipdrain.render import (
     MAX_LINE_BYTES,
-    notify_command,
+    notify_fifo_command,
     probe_command,
     render_keepalived_conf,
     split_smtp_server,
@@ -90,19 +90,17 @@ def test_probe_through_a_wrapper_script(parse, make_raw, tmp_path):
     cfg = parse(make_raw())
     layout = Layout(root=tmp_path, vipdrain_cmd="/var/vcap/jobs/keepalived/bin/vipdrain")
     assert probe_command(cfg, layout).startswith("/var/vcap/jobs/keepalived/bin/vipdrain probe --pid-file ")
-    assert notify_command(layout) == (
-        f"/var/vcap/jobs/keepalived/bin/vipdrain notify --config {layout.config_file} --root {tmp_path}")
+    assert notify_fifo_command(layout) == f"/var/vcap/jobs/keepalived/bin/vipdrain notify-fifo --root {tmp_path}"
 
 
 def test_paths_with_spaces_are_single_quoted(parse, make_raw, tmp_path):
     layout = Layout(root=tmp_path / "my root", vipdrain_cmd="'/opt/my venv/bin/python' -m vipdrain")
-    assert notify_command(layout) == (
-        f"'/opt/my venv/bin/python' -m vipdrain notify --config '{layout.config_file}' --root '{layout.root}'")
+    assert notify_fifo_command(layout) == f"'/opt/my venv/bin/python' -m vipdrain notify-fifo --root '{layout.root}'"
     assert probe_command(parse(make_raw()), layout).startswith("'/opt/my venv/bin/python' -m vipdrain.probe ")
 
 
 def test_empty_vipdrain_command_falls_back_to_this_python(parse, make_raw, tmp_path):
-    assert notify_command(Layout(root=tmp_path)).startswith(f"{PYTHON} -m vipdrain notify ")
+    assert notify_fifo_command(Layout(root=tmp_path)).startswith(f"{PYTHON} -m vipdrain notify-fifo ")
 
 
 def test_hold_track_file_is_never_overwritten(parse, make_raw, conf_layout, conf):
@@ -129,14 +127,16 @@ def test_preferred_has_no_holder_files(parse, make_raw, conf_layout, conf):
     assert root.blocks["vrrp_instance vip_1"].blocks["track_file"].lines == ["vipdrain_hold"]
 
 
-def test_vipdrain_notify_hook(parse, make_raw, conf_layout, conf):
+def test_transitions_go_through_one_ordered_fifo(parse, make_raw, conf_layout, conf):
     _, text = render(parse, make_raw, conf_layout)
-    vip = conf(text).blocks["vrrp_instance vip_1"]
-    assert vip.lines[-1] == (
-        f'notify "{PYTHON} -m vipdrain notify --config {conf_layout.config_file} --root {conf_layout.root}"')
+    root = conf(text)
+    defs = root.blocks["global_defs"].lines
+    assert f'vrrp_notify_fifo "{conf_layout.notify_fifo}"' in defs
+    assert f'vrrp_notify_fifo_script "{PYTHON} -m vipdrain notify-fifo --root {conf_layout.root}"' in defs
+    assert not [line for line in root.blocks["vrrp_instance vip_1"].lines if line.startswith("notify")]
 
 
-def test_operator_hooks_run_before_vipdrains(parse, make_raw, conf_layout, conf):
+def test_operator_hooks_are_rendered_per_instance(parse, make_raw, conf_layout, conf):
     _, text = render(parse, make_raw, conf_layout, {
         "keepalived.notify.master": "/var/vcap/jobs/eip/bin/claim 192.0.2.100",
         "keepalived.notify.fault": "/usr/bin/logger 'vip fault'",
@@ -145,7 +145,7 @@ def test_operator_hooks_run_before_vipdrains(parse, make_raw, conf_layout, conf)
     hooks = [line for line in lines if line.startswith("notify")]
     assert hooks[:2] == ['notify_master "/var/vcap/jobs/eip/bin/claim 192.0.2.100"',
                          "notify_fault \"/usr/bin/logger 'vip fault'\""]
-    assert hooks[2].startswith('notify "') and len(hooks) == 3
+    assert len(hooks) == 2
 
 
 def test_multicast_source_is_the_instance_ip_for_its_family(parse, make_raw, conf_layout, conf):
@@ -236,7 +236,7 @@ def test_a_layout_path_keepalived_cannot_read_is_refused(parse, make_raw, tmp_pa
 
 
 def test_a_line_keepalived_would_crash_on_is_refused(parse, make_raw, tmp_path):
-    layout = Layout(root=tmp_path / ("d" * 500), vipdrain_cmd="python3 -m vipdrain")
+    layout = Layout(root=tmp_path / ("d" * 1000), vipdrain_cmd="python3 -m vipdrain")
     with pytest.raises(RuntimeFailure, match=f"keepalived 2.2 crashes on lines over {MAX_LINE_BYTES} bytes"):
         render_keepalived_conf(parse(make_raw()), layout)
 

@@ -53,7 +53,7 @@ class Proc:
             return False  # reaped just now, or earlier
         return start_ticks(self.pid) == self.ticks
 
-    def signal(self, sig: int, *, group: bool = True) -> bool:
+    def send_signal(self, sig: int, *, group: bool = True) -> bool:
         """Send `sig` to the process (and its group); False if it is no longer ours to signal.
 
         The group is signalled only while its leader is verifiably ours: a process group id
@@ -79,13 +79,13 @@ class Proc:
         the group (a process that ignores SIGTERM that long would hang the teardown).
         Returns True if the process is gone.
         """
-        if not self.signal(sig):
+        if not self.send_signal(sig):
             return True
-        self.signal(signal.SIGCONT)
+        self.send_signal(signal.SIGCONT)
         if self.wait(timeout):
             return True
         if kill_after:
-            self.signal(signal.SIGKILL)
+            self.send_signal(signal.SIGKILL)
             return self.wait(5.0)
         return False
 
@@ -97,14 +97,13 @@ class Proc:
         return cls(str(raw["role"]), int(raw["pid"]), int(raw["ticks"]), list(raw["argv"]), str(raw.get("log", "")))
 
 
-def spawn(role: str, argv: Sequence[str], *, namespace: str, env: Mapping[str, str],
-          log: Path, cwd: Path | None = None) -> Proc:
+def spawn(role: str, argv: Sequence[str], *, namespace: str, env: Mapping[str, str], log: Path) -> Proc:
     """Start `argv` inside `namespace`, in its own session, output appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         popen = subprocess.Popen(
             netns.exec_argv(namespace, argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=dict(env), cwd=cwd, start_new_session=True,
+            env=dict(env), start_new_session=True,
         )
     ticks = start_ticks(popen.pid)
     if ticks is None:  # exited at once: keep a record that is simply "not alive"
@@ -118,14 +117,14 @@ def stop_all(procs: Iterable[Proc], *, timeout: float = 10.0) -> list[Proc]:
 
     Returns the processes that had to be killed.
     """
-    pending = [p for p in procs if p.signal(signal.SIGTERM)]
+    pending = [p for p in procs if p.send_signal(signal.SIGTERM)]
     for p in pending:
-        p.signal(signal.SIGCONT)
+        p.send_signal(signal.SIGCONT)
     deadline = time.monotonic() + timeout
     killed = []
     for p in pending:
         if not p.wait(max(0.0, deadline - time.monotonic())):
-            p.signal(signal.SIGKILL)
+            p.send_signal(signal.SIGKILL)
             p.wait(5.0)
             killed.append(p)
     return killed
