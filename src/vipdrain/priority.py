@@ -13,12 +13,16 @@ from vipdrain.model import InstanceSpec, Peer, Placement
 #: Weight of the hold track file: value 1 takes any base priority down to keepalived's floor of 1,
 #: strictly below every VM without a hold (whose priority is at least LOWEST_BASE).
 HOLD_WEIGHT = -253
-#: Sticky placement: the current holder gets this much on top, more than any base difference.
-STICKY_BONUS = 50
-PREFERRED_PRIORITY = 150
-TOP_BASE = 100
+PREFERRED_PRIORITY = 200
+TOP_BASE = 150
 LOWEST_BASE = 51
+#: Sticky placement: the current holder gets this much on top, more than any base difference.
+STICKY_BONUS = TOP_BASE - LOWEST_BASE + 1
 HELD_PRIORITY = 1
+#: Widest step between neighbouring VMs. Backups race for the VIP after a resign advert with
+#: timers that differ by (priority difference / 256) x advert_int: with adjacent priorities
+#: (100/99) that is 4 ms at 1 s, and two backups became master at once in the lab.
+MAX_STEP = 25
 
 
 def rank(instance: InstanceSpec, peers: Iterable[Peer]) -> int:
@@ -31,17 +35,25 @@ def rank(instance: InstanceSpec, peers: Iterable[Peer]) -> int:
     return 1 + lower
 
 
+def step(group_size: int) -> int:
+    """Priority distance between neighbours: as wide as the 51..150 band allows for the group."""
+    return max(1, min(MAX_STEP, (TOP_BASE - LOWEST_BASE) // max(1, group_size - 1)))
+
+
 def base_priority(instance: InstanceSpec, peers: Iterable[Peer], placement: Placement) -> int:
     """Priority keepalived starts from for this VM.
 
-    preferred: the bootstrap VM (150) wins every election it takes part in, so the VIP returns to
-    it after its update. sticky: everyone near 100 and the holder gets STICKY_BONUS through its
-    holder track file, so a VM that rejoins never takes the VIP back.
+    preferred: the bootstrap VM (200) wins every election it takes part in, so the VIP returns to
+    it after its update; the others follow from 150 down by index. sticky: everyone from 150 down
+    (bootstrap first) and the holder gets STICKY_BONUS through its holder track file, so a VM
+    that rejoins never takes the VIP back.
     """
+    peers = list(peers)
     r = rank(instance, peers)
+    d = step(len(peers) + 1)
     if placement == "preferred":
-        return PREFERRED_PRIORITY if r == 0 else max(LOWEST_BASE, TOP_BASE - (r - 1))
-    return max(LOWEST_BASE, TOP_BASE - r)
+        return PREFERRED_PRIORITY if r == 0 else max(LOWEST_BASE, TOP_BASE - d * (r - 1))
+    return max(LOWEST_BASE, TOP_BASE - d * r)
 
 
 def effective_priority(base: int, held: bool, holder: bool = False) -> int:

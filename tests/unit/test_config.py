@@ -216,10 +216,10 @@ def test_a_vip_with_its_own_interface_survives_a_bad_default(make_raw, problems)
 def test_priority_ranks_the_group_by_index(make_raw, parse):
     second = parse(make_raw(spec={"index": 2, "bootstrap": False, "id": "peer-2", "ip": "192.0.2.12"}))
     first = parse(make_raw(spec={"index": 1, "bootstrap": False, "id": "peer-1", "ip": "192.0.2.11"}))
-    assert (first.priority, second.priority) == (100, 99)
+    assert (first.priority, second.priority) == (150, 125)
     sticky = parse(make_raw({"vipdrain.placement": "sticky"}, spec={"index": 1, "bootstrap": False,
                                                                     "id": "peer-1", "ip": "192.0.2.11"}))
-    assert sticky.priority == 99
+    assert sticky.priority == 125
 
 
 def test_peers_leave_this_instance_out_by_id_then_by_address(make_raw, parse, raw_config):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import pytest
 from hypothesis import given
@@ -26,13 +27,13 @@ def peers(*indexes: int, bootstrap: int | None = None) -> list[Peer]:
 def test_preferred_bootstrap_wins_then_index_order():
     group = peers(0, 1, 2, bootstrap=0)
     prios = [base_priority(spec(i, i == 0), [p for p in group if p.index != i], "preferred") for i in range(3)]
-    assert prios == [150, 100, 99]
+    assert prios == [200, 150, 125]
 
 
 def test_bootstrap_need_not_be_index_zero():
     group = peers(1, 2, 3, bootstrap=2)
     prio = {i: base_priority(spec(i, i == 2), [p for p in group if p.index != i], "preferred") for i in (1, 2, 3)}
-    assert prio[2] == 150 and prio[1] > prio[3]
+    assert prio[2] == 200 and prio[1] > prio[3]
 
 
 @given(st.integers(min_value=1, max_value=200), st.sampled_from(["preferred", "sticky"]))
@@ -72,3 +73,14 @@ def test_wait_until_calls_at_least_once(budget):
     seen = []
     wait_until(lambda: seen.append(1) or False, budget=budget, step=0.0)
     assert seen
+
+
+@pytest.mark.parametrize("size", [2, 3, 5, 10, 50, 120])
+def test_neighbours_are_far_apart_and_in_band(size):
+    group = peers(*range(size), bootstrap=0)
+    for placement in ("preferred", "sticky"):
+        prios = [base_priority(spec(i, i == 0), [p for p in group if p.index != i], placement) for i in range(size)]
+        assert all(51 <= p <= 254 for p in prios)
+        assert prios == sorted(prios, reverse=True)
+        if size <= 5:  # small groups (the usual case) get steps of ~25: backups never tie
+            assert min(a - b for a, b in itertools.pairwise(prios)) >= 24
