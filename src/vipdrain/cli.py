@@ -190,7 +190,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_undrain(args: argparse.Namespace) -> int:
     from vipdrain.hold import set_hold
-    from vipdrain.loopback import release_loopback
+    from vipdrain.vipaddr import release_loopback
 
     layout = _layout(args)
     try:

@@ -22,10 +22,10 @@ from typing import Protocol
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
-from vipdrain.loopback import keep_on_loopback
 from vipdrain.model import JobConfig, Vip
 from vipdrain.priority import effective_priority
 from vipdrain.verdicts import Plan, Verdict, VipView, handed_over, holds_vip, plan
+from vipdrain.vipaddr import keep_on_loopback, remove_stale
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.drain")
@@ -90,6 +90,10 @@ class Observer(Protocol):
         """Did our keepalived advertise above `priority` after `since` (monotonic)?"""
         ...
 
+    def keepalived_running(self) -> bool:
+        """Is this job's keepalived alive (else a VIP on our interface is a leftover)?"""
+        ...
+
     def resign(self) -> list[str]:
         """Send a priority-0 advert for every VIP held here; returns sentences about what was sent."""
         ...
@@ -120,8 +124,10 @@ class Drain:
     sleep: Callable[[float], None] = time.sleep
     #: Progress for a human at a terminal (manual drain); BOSH drains only log.
     progress: Callable[[str], None] | None = None
-    #: Keeps a silent copy of a VIP on this VM while it moves (vipdrain.loopback).
+    #: Keeps a silent copy of a VIP on this VM while it moves (vipdrain.vipaddr).
     keep_copy: Callable[[Vip], str] = keep_on_loopback
+    #: Removes a VIP a dead keepalived left behind (vipdrain.vipaddr).
+    drop_stale: Callable[[Vip], str] = remove_stale
     _resigned_at: float | None = field(default=None, init=False)
     _resigns: int = field(default=0, init=False)
 
@@ -193,6 +199,7 @@ class Drain:
             self.observer.collect(self.cfg.drain.poll_interval)
             self._resign_again_if_outdated()
             views = [v for v in self.observer.views(self.own_priority) if v.vip.name in held]
+            self._drop_leftovers(views)
             last = [handed_over(v) for v in views]
             now = self.clock()
             if self.progress and now >= next_progress:
@@ -209,6 +216,18 @@ class Drain:
         took = self.clock() - started
         summary = "; ".join(v.reason for v in last) + f" (verified after {took:.2f} s)"
         return DrainOutcome(0, summary, handoff_seconds=took, verdicts=last)
+
+    def _drop_leftovers(self, views: list[VipView]) -> None:
+        """A VIP on our interface with no keepalived here to remove it, while a peer proves it holds
+        it: two holders by nobody's choice. Remove ours (never before the peer is proven)."""
+        stale = [v for v in views if v.local and v.peer_master is not None]
+        if not stale or self.observer.keepalived_running():
+            return
+        for v in stale:
+            try:
+                log.warning(self.drop_stale(v.vip))
+            except RuntimeFailure as exc:
+                log.warning("%s", exc)
 
     def _check_status(self, args: DrainArgs) -> DrainOutcome:
         """Dynamic drain call-back: one look, then done, call back again, or the policy."""

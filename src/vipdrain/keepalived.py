@@ -138,6 +138,14 @@ def is_ours(pid: int, layout: Layout) -> bool:
     return os.fsencode(str(layout.pid_file)) in argv
 
 
+def running(layout: Layout) -> bool:
+    """Is this job's keepalived running: its parent and its VRRP child both alive?"""
+    return all(
+        (pid := read_pid(path)) is not None and is_ours(pid, layout)
+        for path in (layout.pid_file, layout.vrrp_pid_file)
+    )
+
+
 def clear_stale_pid_files(layout: Layout) -> list[Path]:
     """Remove pid files that do not name a running keepalived of this job; return those removed.
 

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import REASONS, read_hold, set_hold
+from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
+from vipdrain.keepalived import running as keepalived_running
 from vipdrain.layout import Layout
-from vipdrain.loopback import release_loopback
 from vipdrain.model import JobConfig
 from vipdrain.notify import read_state
 from vipdrain.observe import LiveObserver
-from vipdrain.procs import running_pid
 from vipdrain.survey import Survey, placement_problems, take_survey
+from vipdrain.vipaddr import release_loopback
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.lifecycle")
@@ -59,8 +60,6 @@ def pre_start(cfg: JobConfig, layout: Layout, keepalived_conf: str) -> list[str]
     `keepalived_conf` is the rendered text; it is checked and written atomically before anything
     else changes, so an invalid config leaves the VM as it was. Returns warnings.
     """
-    from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
-
     for d in layout.dirs():
         d.mkdir(parents=True, exist_ok=True)
     write_checked_config(keepalived_conf, layout.keepalived_conf)
@@ -96,7 +95,7 @@ def readiness(cfg: JobConfig, layout: Layout, haproxy_ok: Callable[[], str | Non
     problem = haproxy_ok()
     if problem:
         reasons.append(f"haproxy: {problem}")
-    if running_pid(layout.pid_file, "keepalived") is None:
+    if not keepalived_running(layout):
         reasons.append(f"keepalived is not running (pid file {layout.pid_file})")
     for vip in cfg.vips:
         t = read_state(layout, vip.name)

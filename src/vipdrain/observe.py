@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from vipdrain import netstate, vrrp
+from vipdrain import keepalived, netstate, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import read_state
@@ -112,6 +112,9 @@ class LiveObserver:
                 own_priority=own_priority,
             ))
         return out
+
+    def keepalived_running(self) -> bool:
+        return keepalived.running(self.layout)
 
     def outdated_advert_since(self, priority: int, since: float) -> bool:
         """Did our keepalived advertise above `priority` after `since` (monotonic)?

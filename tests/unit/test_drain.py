@@ -65,6 +65,12 @@ class FakeObserver:
     def outdated_advert_since(self, priority: int, since: float) -> bool:
         return self.outdated_once and self.resigned == 1
 
+    #: keepalived is dead here; the VIP it left stays on our interface until someone removes it.
+    dead_keepalived: bool = False
+
+    def keepalived_running(self) -> bool:
+        return not self.dead_keepalived
+
     def resign(self) -> list[str]:
         self.resigned += 1
         return ["sent priority 0"]
@@ -76,7 +82,7 @@ class FakeObserver:
             peer_up = False
         out = []
         for vip in self.cfg.vips:
-            mine = vip.name in self.held and not peer_up
+            mine = vip.name in self.held and (self.dead_keepalived or not peer_up)
             advert = PeerAdvert(vip.virtual_router_id, 3, 100, PEER, t) if peer_up else None
             out.append(VipView(vip, local=mine, state="MASTER" if mine else "BACKUP", peer_master=advert,
                                own_priority=own_priority))
@@ -256,3 +262,19 @@ def test_resign_is_repeated_when_keepalived_advertised_its_old_priority_after_it
     obs = FakeObserver(cfg, clock, takeover_at=1.0, outdated_once=True)
     assert run(cfg, layout, obs, clock).value == 0
     assert obs.resigned == 2
+
+
+def test_vip_left_by_a_dead_keepalived_is_removed_once_a_peer_holds_it(layout):
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, takeover_at=0.5, dead_keepalived=True)
+    dropped: list[str] = []
+
+    def drop(vip: Vip) -> str:
+        dropped.append(vip.name)
+        obs.held.discard(vip.name)
+        return "removed"
+
+    drain = Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep, keep_copy=fake_copy, drop_stale=drop)
+    assert drain.run(BOSH_CHANGED).value == 0
+    assert dropped == ["vip_1"] and clock.now >= 0.5  # never before the peer was proven

@@ -1,4 +1,6 @@
-"""A copy of a VIP on `lo` while it is handed over: packets already on their way still land.
+"""VIP addresses vipdrain itself adds or removes, outside keepalived.
+
+A copy of a VIP on `lo` while it is handed over: packets already on their way still land.
 
 When the new master announces itself, the old one drops the VIP from its interface at the same
 moment the clients learn the new MAC (gratuitous ARP); a SYN sent in between reaches the old VM
@@ -54,3 +56,11 @@ def release_loopback(vips: list[Vip] | tuple[Vip, ...]) -> list[str]:
         if _ip("addr", "del", _prefix(vip), "dev", LOOPBACK).returncode == 0:
             removed.append(f"removed {vip.address} from lo")
     return removed
+
+
+def remove_stale(vip: Vip) -> str:
+    """Remove a VIP a dead keepalived left on its interface (once a peer is proven to hold it)."""
+    proc = _ip("addr", "del", _prefix(vip), "dev", vip.interface)
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"ip addr del {_prefix(vip)} dev {vip.interface}: {proc.stderr.strip()}")
+    return f"removed {vip.address} from {vip.interface}: keepalived is not running here and a peer holds it"
