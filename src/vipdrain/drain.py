@@ -150,6 +150,7 @@ class Drain:
                  len(self.cfg.vips))
         if args.action == "job_check_status":
             return self._check_status(args)
+        began = self.clock()
         hold = set_hold(self.layout, add=(args.reason,))
         for w in hold.warnings:
             log.warning(w)
@@ -171,7 +172,7 @@ class Drain:
             self._resign()
         if self.cfg.drain.dynamic and not args.manual:
             return DrainOutcome(-self.recall_seconds, f"handing over {len(held)} VIP(s); BOSH calls back")
-        return self._wait(args, held, self.cfg.drain.timeout)
+        return self._wait(args, held, began)
 
     def _resign(self) -> None:
         """Send the priority-0 advert: the best backup takes over after its skew time."""
@@ -189,8 +190,9 @@ class Drain:
             log.info("keepalived advertised its old priority after the resign advert; resigning again")
             self._resign()
 
-    def _wait(self, args: DrainArgs, held: set[str], budget: float) -> DrainOutcome:
-        started = self.clock()
+    def _wait(self, args: DrainArgs, held: set[str], started: float) -> DrainOutcome:
+        """Wait until every VIP in `held` is verified elsewhere; the deadline counts from `started`."""
+        budget = self.cfg.drain.timeout - (self.clock() - started)
         last: list[Verdict] = []
         next_progress = started
 
@@ -204,7 +206,7 @@ class Drain:
             now = self.clock()
             if self.progress and now >= next_progress:
                 waiting = [v.reason for v in last if not v.ok]
-                self.progress(f"[{now - started:5.1f}s / {budget:.0f}s] "
+                self.progress(f"[{now - started:5.1f}s / {self.cfg.drain.timeout:g}s] "
                               + ("; ".join(waiting) if waiting else "handed over"))
                 next_progress = now + 1.0
             return all(v.ok for v in last)
@@ -214,7 +216,7 @@ class Drain:
             reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
             return self._no_peer(args, f"no peer took over within {waited:.1f} s: {reasons}")
         took = self.clock() - started
-        summary = "; ".join(v.reason for v in last) + f" (verified after {took:.2f} s)"
+        summary = "; ".join(v.reason for v in last) + f" (verified {took:.2f} s after the drain began)"
         return DrainOutcome(0, summary, handoff_seconds=took, verdicts=last)
 
     def _drop_leftovers(self, views: list[VipView]) -> None:

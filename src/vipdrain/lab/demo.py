@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vipdrain.errors import EXIT_OK, EXIT_RUNTIME
-from vipdrain.lab.bosh import Director, Step, Timeline
-from vipdrain.lab.client import Summary
-from vipdrain.lab.observer import Interval
-from vipdrain.waiting import wait_until
+
+if TYPE_CHECKING:  # the CLI imports this module to register `demo`: keep that cheap
+    from vipdrain.lab.bosh import Step, Timeline
+    from vipdrain.lab.client import Summary
+    from vipdrain.lab.observer import Interval
 
 
 @dataclass
@@ -95,7 +96,9 @@ def run_demo(out: Path, *, nodes: int = 3, rate: float = 200.0, advert_int: floa
              overrides: dict[str, Any] | None = None, progress: Callable[[str], None] = print,
              picture: bool = True) -> DemoReport:
     """Run the demo end to end; the lab is torn down whatever happens."""
+    from vipdrain.lab.bosh import Director
     from vipdrain.lab.cluster import Lab
+    from vipdrain.waiting import wait_until
 
     progress(f"bringing up a {nodes}-VM lab (real keepalived + haproxy in network namespaces)...")
     t_up = time.time()

@@ -172,6 +172,7 @@ class VipObserver:
     def _watch_addresses(self, selector: selectors.BaseSelector) -> None:
         pending_dumps = {key.data for key in selector.get_map().values()}
         while not self._stop.is_set():
+            batch: list[tuple[str, rtnl.AddrEvent, float]] = []
             for key, _ in selector.select(timeout=0.2):
                 try:
                     data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
@@ -187,7 +188,13 @@ class VipObserver:
                         if not pending_dumps:
                             self._ready.set()
                         continue
-                    self._apply(key.data, event, now)
+                    batch.append((key.data, event, now))
+            # Events read in one round happened within our resolution of each other (netlink
+            # carries no timestamps): apply additions first, so a handoff inside one round shows
+            # as the overlap it was rather than as a gap that never happened.
+            stamp = min((t for _, _, t in batch), default=0.0)
+            for vm, event, t in sorted(batch, key=lambda b: not b[1].present):
+                self._apply(vm, event, t if t == self.started else stamp)
         selector.close()
 
     def _resync(self, vm: str) -> None:
