@@ -190,9 +190,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_undrain(args: argparse.Namespace) -> int:
     from vipdrain.hold import set_hold
+    from vipdrain.preserve import end_handoff
     from vipdrain.vipaddr import release_loopback
 
     layout = _layout(args)
+    end_handoff(layout)
     try:
         for line in release_loopback(_load(args).vips):
             print(line, file=sys.stderr)

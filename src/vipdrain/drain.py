@@ -23,6 +23,7 @@ from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig, Vip
+from vipdrain.preserve import end_handoff, start_handoff
 from vipdrain.priority import effective_priority
 from vipdrain.verdicts import Plan, Verdict, VipView, handed_over, holds_vip, plan
 from vipdrain.vipaddr import keep_on_loopback, remove_stale
@@ -128,6 +129,9 @@ class Drain:
     keep_copy: Callable[[Vip], str] = keep_on_loopback
     #: Removes a VIP a dead keepalived left behind (vipdrain.vipaddr).
     drop_stale: Callable[[Vip], str] = remove_stale
+    #: Tells the peers to forward this VM's connections back to it (vipdrain.preserve).
+    announce: Callable[[JobConfig, Layout, list[Vip]], list[str]] = start_handoff
+    stop_announcing: Callable[[Layout], None] = end_handoff
     _resigned_at: float | None = field(default=None, init=False)
     _resigns: int = field(default=0, init=False)
 
@@ -168,6 +172,9 @@ class Drain:
                     log.info(self.keep_copy(v.vip))
                 except RuntimeFailure as exc:
                     log.warning("%s; packets in flight at the handoff may be lost", exc)
+        # Before the resign advert: a peer must be armed to forward before it takes over.
+        for warning in self.announce(self.cfg, self.layout, [v.vip for v in views if v.vip.name in held]):
+            log.warning(warning)
         if self.cfg.drain.resign_advert:
             self._resign()
         if self.cfg.drain.dynamic and not args.manual:
@@ -217,7 +224,7 @@ class Drain:
             return self._no_peer(args, f"no peer took over within {waited:.1f} s: {reasons}")
         took = self.clock() - started
         summary = "; ".join(v.reason for v in last) + f" (verified {took:.2f} s after the drain began)"
-        return DrainOutcome(0, summary, handoff_seconds=took, verdicts=last)
+        return DrainOutcome(self._after_handoff(args), summary, handoff_seconds=took, verdicts=last)
 
     def _drop_leftovers(self, views: list[VipView]) -> None:
         """A VIP on our interface with no keepalived here to remove it, while a peer proves it holds
@@ -242,13 +249,20 @@ class Drain:
         held = [v for v in views if holds_vip(v)]
         verdicts = [handed_over(v) for v in held]
         if all(v.ok for v in verdicts):
-            return DrainOutcome(0, "; ".join(v.reason for v in verdicts) or "nothing held", verdicts=verdicts)
+            return DrainOutcome(self._after_handoff(args), "; ".join(v.reason for v in verdicts) or "nothing held",
+                                verdicts=verdicts)
         elapsed = time.time() - hold.since["drain"]
         if elapsed >= self.cfg.drain.timeout:
             reasons = "; ".join(v.reason for v in verdicts if not v.ok)
             return self._no_peer(args, f"no peer took over within {elapsed:.1f} s: {reasons}")
         return DrainOutcome(-self.recall_seconds, f"still waiting ({elapsed:.1f} s): "
                             + "; ".join(v.reason for v in verdicts if not v.ok))
+
+    def _after_handoff(self, args: DrainArgs) -> int:
+        """What BOSH waits before stopping haproxy: the grace period when connections are kept."""
+        if self.cfg.drain.preserve_connections and not args.manual:
+            return math.ceil(self.cfg.drain.preserve_grace)
+        return 0
 
     def _no_peer(self, args: DrainArgs, why: str) -> DrainOutcome:
         policy = self.cfg.drain.no_peer_policy
@@ -257,6 +271,7 @@ class Drain:
                         "lost when keepalived stops here (set it to 'fail' to stop the deploy instead)", why)
             return DrainOutcome(0, f"proceeding without handoff: {why}")
         set_hold(self.layout, remove=(args.reason,))
+        self.stop_announcing(self.layout)
         raise RuntimeFailure(
             f"handoff failed: {why}. vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs "
             "and its normal priority (set the policy to 'proceed' to accept the downtime)"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vipdrain import preserve
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import REASONS, read_hold, set_hold
 from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
@@ -66,6 +67,8 @@ def pre_start(cfg: JobConfig, layout: Layout, keepalived_conf: str) -> list[str]
     warnings = set_sysctls()
     for line in release_loopback(cfg.vips):
         log.info("%s (left by the last drain)", line)
+    preserve.end_handoff(layout)
+    warnings.extend(preserve.install(cfg))
     cleared = clear_stale_pid_files(layout)
     if cleared:
         log.info("removed stale keepalived pid files: %s", ", ".join(str(p) for p in cleared))

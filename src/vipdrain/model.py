@@ -108,6 +108,12 @@ class DrainSettings:
     dynamic: bool = False
     #: Send a priority-0 advert right after lowering the priority (fast make-before-break).
     resign_advert: bool = True
+    #: Connections open on the old master survive the handoff: the new master forwards their
+    #: packets back to it for `preserve_grace` seconds (vipdrain.preserve).
+    preserve_connections: bool = False
+    preserve_grace: float = 30.0
+    #: UDP port of the drain notice the old master sends its peers (matched by nftables, no listener).
+    preserve_port: int = 7112
 
 
 @dataclass(frozen=True)

@@ -292,6 +292,32 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         type="boolean",
     ),
     _P(
+        "vipdrain.drain.preserve_connections",
+        "Keep connections open on the draining VM alive after the VIP moved: it keeps serving "
+        "them from a silent copy of the VIP on lo while every peer, told by a notice it receives "
+        "before the handoff, forwards their packets back to it (nftables, layer 2) for "
+        "preserve_grace seconds; the BOSH drain then returns preserve_grace so haproxy is stopped "
+        "only after that. Needs nft on the VMs and a network that lets a VM forward frames with a "
+        "client's source address (no anti-spoofing port security). Also closes the window in "
+        "which a connection being opened at the moment of the handoff is reset.",
+        default=False,
+        type="boolean",
+    ),
+    _P(
+        "vipdrain.drain.preserve_grace",
+        "Seconds (1..3600) that connections opened before a drain are kept alive "
+        "(preserve_connections).",
+        default=30,
+        type="number",
+    ),
+    _P(
+        "vipdrain.drain.preserve_port",
+        "UDP port (1..65535) of the drain notice between peers (preserve_connections); the same on "
+        "every VM. Nothing listens on it: the peers' nftables rules consume the notice.",
+        default=7112,
+        type="integer",
+    ),
+    _P(
         "vipdrain.haproxy.pid_file",
         "Absolute path of the colocated haproxy's pid file (checked by the default health check).",
         default="/var/vcap/sys/run/bpm/haproxy/haproxy.pid",

@@ -1,0 +1,325 @@
+"""vipdrain.preserve without root: the notice, the nftables script, the drain's step and the
+repeater, with the network and processes replaced by fakes (except where a real child is cheap)."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from vipdrain import preserve
+from vipdrain.errors import RuntimeFailure
+from vipdrain.layout import Layout
+from vipdrain.model import DrainSettings, InstanceSpec, IPAddress, JobConfig, Peer, Vip
+
+SELF = ipaddress.ip_address("192.0.2.10")
+VIP4 = ipaddress.ip_address("192.0.2.100")
+VIP6 = ipaddress.ip_address("2001:db8::100")
+MAC = "02:00:00:00:00:0a"
+
+
+def vip(address: IPAddress, vrid: int = 1, interface: str = "eth0") -> Vip:
+    return Vip(name=f"vip_{vrid}", address=address, virtual_router_id=vrid, interface=interface)
+
+
+def make_cfg(vips: Sequence[Vip] = (vip(VIP4),), peers: Sequence[str] = ("192.0.2.11", "192.0.2.12"),
+             **drain: object) -> JobConfig:
+    settings = {"preserve_connections": True, "preserve_grace": 30.0, **drain}
+    return JobConfig(
+        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
+        vips=tuple(vips),
+        peers=tuple(Peer(address=ipaddress.ip_address(p), index=i + 1) for i, p in enumerate(peers)),
+        drain=DrainSettings(timeout=30.0, **settings),  # type: ignore[arg-type]
+    )
+
+
+def ruleset(cfg: JobConfig, macs: dict[str, str] | None = None) -> str:
+    return preserve.forwarder_ruleset(preserve.Forwarder.from_config(cfg, macs or {"eth0": MAC}))
+
+
+# --- the notice --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", [VIP4, VIP6])
+def test_a_notice_is_the_magic_then_the_address_at_the_offsets_the_rule_matches(address: IPAddress) -> None:
+    payload = preserve.encode_notice(address)
+    # The rule reads `@th,64,32` (UDP payload bytes 0-3) and `@th,96,n` (bytes 4 on): 8-byte UDP header.
+    assert payload[:4] == preserve.MAGIC == b"VDP1"
+    assert payload[4:] == address.packed
+    line = next(ln for ln in ruleset(make_cfg([vip(address)])).splitlines() if "udp dport" in ln)
+    assert f"@th,64,32 0x{payload[:4].hex()}" in line
+    assert f"@th,96,{8 * len(address.packed)} 0x{address.packed.hex()}" in line
+
+
+# --- the standing table ------------------------------------------------------------------------
+
+
+def test_the_table_is_replaced_atomically_and_names_only_what_is_ours() -> None:
+    text = ruleset(make_cfg())
+    first = text.splitlines()[:3]
+    assert first == ["table netdev vipdrain_preserve {}", "delete table netdev vipdrain_preserve",
+                     "table netdev vipdrain_preserve {"]
+    assert text.count("\ntable ") == 1 and "flush" not in text
+
+
+def test_an_ipv4_vip_is_armed_by_a_known_peer_on_link_and_forwarded_back_by_mac() -> None:
+    lines = [ln.strip() for ln in ruleset(make_cfg()).splitlines()]
+    assert "set peers4 { type ipv4_addr; elements = { 192.0.2.11, 192.0.2.12 }; }" in lines
+    assert 'type filter hook ingress device "eth0" priority -100; policy accept;' in lines
+    assert ("udp dport 7112 ip saddr @peers4 ip ttl 255 @th,64,32 0x56445031 @th,96,32 0xc0000264 "
+            "update @armed4_0 { 192.0.2.100 timeout 30000ms : ether saddr } drop") in lines
+    # Connections that start here (SYN without ACK) are remembered past the grace period...
+    assert ("ip daddr @armed4_0 tcp flags & (syn | ack) == syn update @local4_0 "
+            "{ ip saddr . tcp sport . ip daddr . tcp dport timeout 40000ms }") in lines
+    # ... every other TCP packet for an armed VIP goes back to the old master, from our MAC.
+    assert ("ip daddr @armed4_0 tcp flags ! syn ip saddr . tcp sport . ip daddr . tcp dport != @local4_0 "
+            "ether daddr set ip daddr map @armed4_0 ether saddr set 02:00:00:00:00:0a fwd to \"eth0\"") in lines
+
+
+def test_an_ipv6_vip_with_ipv4_peers_is_armed_by_an_ipv4_notice() -> None:
+    text = ruleset(make_cfg([vip(VIP6)], preserve_grace=12.5, preserve_port=9000))
+    assert "set peers6" not in text and "armed4" not in text
+    assert ("udp dport 9000 ip saddr @peers4 ip ttl 255 @th,64,32 0x56445031 "
+            "@th,96,128 0x20010db8000000000000000000000100 "
+            "update @armed6_0 { 2001:db8::100 timeout 12500ms : ether saddr } drop") in text
+    assert "ip6 daddr @armed6_0 tcp flags ! syn ip6 saddr . tcp sport . ip6 daddr . tcp dport != @local6_0" in text
+
+
+def test_ipv6_peers_send_notices_checked_by_hop_limit() -> None:
+    text = ruleset(make_cfg([vip(VIP6)], peers=["2001:db8::11"]))
+    assert "set peers6 { type ipv6_addr; elements = { 2001:db8::11 }; }" in text
+    assert "udp dport 7112 ip6 saddr @peers6 ip6 hoplimit 255 " in text
+
+
+def test_each_interface_has_its_own_chain_and_maps() -> None:
+    other = ipaddress.ip_address("192.0.2.101")
+    text = ruleset(make_cfg([vip(VIP4, 1, "eth0"), vip(other, 2, "eth1")]),
+                   {"eth0": MAC, "eth1": "02:00:00:00:00:0b"})
+    chains = text.split("\tchain ")[1:]
+    assert [c.split(" ", 1)[0] for c in chains] == ["ingress_0", "ingress_1"]
+    assert 'device "eth0"' in chains[0] and "192.0.2.100 timeout" in chains[0] and "192.0.2.101" not in chains[0]
+    assert 'device "eth1"' in chains[1] and "@armed4_1 { 192.0.2.101" in chains[1]
+    assert 'ether saddr set 02:00:00:00:00:0b fwd to "eth1"' in chains[1]
+
+
+@pytest.mark.parametrize(("interface", "mac"), [('eth0" accept', MAC), ("eth0", "02:00:00:00:00:0a; drop")])
+def test_names_that_do_not_fit_in_a_rule_are_refused(interface: str, mac: str) -> None:
+    with pytest.raises(ValueError):
+        ruleset(make_cfg([vip(VIP4, interface=interface)]), {interface: mac})
+
+
+# --- install (pre-start) -----------------------------------------------------------------------
+
+
+@dataclass
+class FakeRunner:
+    returncode: int = 0
+    stderr: str = ""
+    calls: list[tuple[list[str], str | None]] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+        self.calls.append((list(argv), stdin))
+        return subprocess.CompletedProcess(list(argv), self.returncode, "", self.stderr)
+
+
+def test_install_applies_the_ruleset_in_one_nft_call() -> None:
+    run = FakeRunner()
+    assert preserve.install(make_cfg(), run=run, mac_of=lambda _dev: MAC) == []
+    [(argv, stdin)] = run.calls
+    assert argv[1:] == ["-f", "-"]
+    assert stdin == ruleset(make_cfg())
+
+
+@pytest.mark.parametrize("cfg", [make_cfg(preserve_connections=False), make_cfg(peers=())], ids=["off", "no-peers"])
+def test_install_removes_the_table_when_nothing_is_to_forward(cfg: JobConfig) -> None:
+    run = FakeRunner(returncode=1, stderr="No such file or directory")
+    assert preserve.install(cfg, run=run, mac_of=lambda _dev: MAC) == []
+    assert [argv[1:] for argv, _ in run.calls] == [["delete", "table", "netdev", "vipdrain_preserve"]]
+
+
+def test_install_problems_are_warnings_not_failures() -> None:
+    failing = FakeRunner(returncode=1, stderr="Error: Could not process rule: No such file or directory")
+    [warning] = preserve.install(make_cfg(), run=failing, mac_of=lambda _dev: MAC)
+    assert "preservation is off" in warning and "Could not process rule" in warning
+
+    def no_mac(dev: str) -> str:
+        raise OSError(19, f"No such device: {dev}")
+
+    [warning] = preserve.install(make_cfg(), run=FakeRunner(), mac_of=no_mac)
+    assert "No such device" in warning
+
+
+# --- start_handoff (the drain) -----------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    calls: list[tuple[IPAddress, list[IPAddress], list[IPAddress], int]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def __call__(self, source: IPAddress, targets: Sequence[IPAddress], vips: Sequence[IPAddress],
+                 port: int) -> list[str]:
+        self.calls.append((source, list(targets), list(vips), port))
+        return list(self.problems)
+
+
+@dataclass
+class Spawned:
+    argv: list[list[str]] = field(default_factory=list)
+    error: OSError | None = None
+
+    def __call__(self, argv: Sequence[str]) -> int:
+        if self.error:
+            raise self.error
+        self.argv.append(list(argv))
+        return 4242
+
+
+def test_the_drain_notifies_every_peer_at_once_then_leaves_a_repeater(tmp_path: Path) -> None:
+    layout = Layout(root=tmp_path)
+    cfg = make_cfg(peers=["192.0.2.11", "2001:db8::11", "192.0.2.12"])
+    send, spawn = Sent(), Spawned()
+    assert preserve.start_handoff(cfg, layout, cfg.vips, send=send, spawn=spawn) == []
+    peers4 = [ipaddress.ip_address("192.0.2.11"), ipaddress.ip_address("192.0.2.12")]
+    assert send.calls == [(SELF, peers4, [VIP4], 7112)] * preserve.NOTICE_BURST
+    [argv] = spawn.argv
+    args = preserve.build_parser().parse_args(argv[argv.index("keep"):])
+    assert (args.root, args.source, args.port, args.announce_for) == (str(tmp_path), "192.0.2.10", 7112, 35.0)
+    assert (args.peer, args.vip) == (["192.0.2.11", "192.0.2.12"], ["192.0.2.100,eth0"])
+    assert preserve.keeper_pid_file(layout).read_text() == "4242\n"
+
+
+def test_the_drain_says_why_it_cannot_preserve(tmp_path: Path) -> None:
+    layout = Layout(root=tmp_path)
+    send, spawn = Sent(problems=["notice for 192.0.2.100 to 192.0.2.11: Network is unreachable"]), Spawned()
+    off = make_cfg(preserve_connections=False)
+    assert preserve.start_handoff(off, layout, off.vips, send=send, spawn=spawn) == []
+    v6_only = make_cfg(peers=["2001:db8::11"])
+    [why] = preserve.start_handoff(v6_only, layout, v6_only.vips, send=send, spawn=spawn)
+    assert "no IPv4 peer" in why
+    assert send.calls == [] and spawn.argv == []
+    cfg = make_cfg()
+    assert preserve.start_handoff(cfg, layout, cfg.vips, send=send, spawn=spawn) == send.problems
+    spawn.error = OSError(12, "Cannot allocate memory")
+    warnings = preserve.start_handoff(cfg, layout, cfg.vips, send=Sent(), spawn=spawn)
+    assert warnings and "repeater not started" in warnings[0]
+
+
+# --- the repeater ------------------------------------------------------------------------------
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def test_the_repeater_stops_as_soon_as_the_vip_has_left() -> None:
+    clock, sent = Clock(), []
+    here = {"eth0": [SELF, VIP4]}
+
+    def addresses() -> dict[str, list[IPAddress]]:
+        if clock.now >= 0.5:  # the peer took over; keepalived dropped the VIP
+            here["eth0"] = [SELF]
+        return here
+
+    def send(vips: Sequence[IPAddress]) -> list[str]:
+        sent.append((clock.now, list(vips)))
+        return []
+
+    left = preserve.announce([(VIP4, "eth0")], send, addresses, budget=35, clock=clock, sleep=clock.sleep)
+    assert left == []
+    assert [v for _, v in sent] == [[VIP4]] * 3 and max(t for t, _ in sent) < 0.5
+
+
+def test_the_repeater_gives_up_after_its_budget_and_survives_a_failed_look() -> None:
+    clock, sent = Clock(), []
+    looks = iter([RuntimeFailure("ip -j addr failed")])
+
+    def addresses() -> dict[str, list[IPAddress]]:
+        for failure in looks:
+            raise failure
+        return {"eth0": [VIP4]}
+
+    left = preserve.announce([(VIP4, "eth0")], lambda v: sent.append(v) or [], addresses, budget=1.0,
+                             clock=clock, sleep=clock.sleep)
+    assert left == [VIP4] and len(sent) == 5
+
+
+@pytest.mark.skipif(shutil.which("ip") is None, reason="the repeater looks at addresses with `ip -j addr`")
+def test_the_keep_command_exits_at_once_when_no_vip_is_here(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "vipdrain.preserve", "keep", "--root", str(tmp_path), "--source", "192.0.2.10",
+         "--port", "7112", "--announce-for", "30", "--peer", "192.0.2.11", "--vip", "192.0.2.100,vdp-nosuchif"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10
+    assert "every announced VIP has left this VM" in Layout(root=tmp_path).vipdrain_log.read_text()
+
+
+def test_only_our_repeater_is_recognised_by_its_command_line(tmp_path: Path) -> None:
+    ours = [sys.executable, "-m", "vipdrain.preserve", "keep", "--root", str(tmp_path), "--source", "x"]
+    assert preserve.is_keeper_cmdline(ours, tmp_path)
+    assert not preserve.is_keeper_cmdline(ours, tmp_path / "other")
+    assert not preserve.is_keeper_cmdline([sys.executable, "-m", "vipdrain.preserve", "cleanup", "--root",
+                                           str(tmp_path)], tmp_path)
+    assert not preserve.is_keeper_cmdline(["sleep", "30"], tmp_path)
+
+
+def _child(*argv: str) -> subprocess.Popen[bytes]:
+    """A sleeping python whose command line carries `argv`, once the kernel shows it."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *argv])
+    deadline = time.monotonic() + 5
+    while not Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
+def test_end_handoff_stops_our_repeater_and_leaves_any_other_process_alone(tmp_path: Path) -> None:
+    layout = Layout(root=tmp_path)
+    layout.run_dir.mkdir(parents=True)
+    stranger = _child("-m", "vipdrain.preserve", "keep", "--root", str(tmp_path / "elsewhere"))
+    keeper = _child("-m", "vipdrain.preserve", "keep", "--root", str(tmp_path))
+    try:
+        preserve.keeper_pid_file(layout).write_text(f"{stranger.pid}\n")
+        assert preserve.running_keeper(layout) is None
+        preserve.end_handoff(layout)
+        assert stranger.poll() is None and not preserve.keeper_pid_file(layout).exists()
+
+        preserve.keeper_pid_file(layout).write_text(f"{keeper.pid}\n")
+        assert preserve.running_keeper(layout) == keeper.pid
+        preserve.end_handoff(layout)
+        assert keeper.wait(timeout=5) != 0
+    finally:
+        for proc in (stranger, keeper):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_new_handoff_replaces_a_running_repeater(tmp_path: Path) -> None:
+    layout = Layout(root=tmp_path)
+    layout.run_dir.mkdir(parents=True)
+    old = _child("-m", "vipdrain.preserve", "keep", "--root", str(tmp_path))
+    try:
+        preserve.keeper_pid_file(layout).write_text(f"{old.pid}\n")
+        cfg = replace(make_cfg(), vips=(vip(VIP4),))
+        assert preserve.start_handoff(cfg, layout, cfg.vips, send=Sent(), spawn=Spawned()) == []
+        assert old.wait(timeout=5) != 0
+        assert preserve.keeper_pid_file(layout).read_text() == "4242\n"
+    finally:
+        old.kill()
+        old.wait()
