@@ -92,6 +92,11 @@ def report_from(nodes: int, rate: float, advert_int: float, summary: Summary, ti
     )
 
 
+#: What the demo deploys with: connection preservation on (short grace: the demo's requests are
+#: short), so no connection that is open at a handoff is lost.
+DEMO_PROPERTIES: dict[str, Any] = {"vipdrain": {"drain": {"preserve_connections": True, "preserve_grace": 2}}}
+
+
 def run_demo(out: Path, *, nodes: int = 3, rate: float = 200.0, advert_int: float = 1.0,
              overrides: dict[str, Any] | None = None, progress: Callable[[str], None] = print,
              picture: bool = True) -> DemoReport:
@@ -101,6 +106,8 @@ def run_demo(out: Path, *, nodes: int = 3, rate: float = 200.0, advert_int: floa
     from vipdrain.waiting import wait_until
 
     progress(f"bringing up a {nodes}-VM lab (real keepalived + haproxy in network namespaces)...")
+    if overrides:
+        progress(f"job properties: {json.dumps(overrides)}")
     t_up = time.time()
     with Lab.up(nodes=nodes, advert_int=advert_int, overrides=overrides) as lab:
         vip = lab.vips[0]
@@ -151,11 +158,14 @@ def register(subparsers: argparse._SubParsersAction, add_config_options: Callabl
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--rate", type=float, default=200.0, help="client requests per second")
     p.add_argument("--advert-int", type=float, default=1.0)
+    p.add_argument("--no-preserve", action="store_true",
+                   help="deploy without vipdrain.drain.preserve_connections (see docs/BENCHMARKS.md)")
     p.set_defaults(handler=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     report = run_demo(Path(args.out), nodes=args.nodes, rate=args.rate, advert_int=args.advert_int,
+                      overrides=None if args.no_preserve else DEMO_PROPERTIES,
                       progress=lambda line: print(line, flush=True))
     print("\n".join(report.lines()))
     return EXIT_OK if not report.failed else EXIT_RUNTIME
