@@ -83,8 +83,9 @@ class Observer(Protocol):
         """One observation of every VIP of the job."""
         ...
 
-    def collect(self, seconds: float) -> None:
-        """Listen for adverts for up to `seconds` (the drain's pacing: no bare sleeps)."""
+    def collect(self, seconds: float, *, until_first: bool = False) -> None:
+        """Listen for adverts for up to `seconds` (the drain's pacing: no bare sleeps); with
+        `until_first`, return as soon as some arrived."""
         ...
 
     def outdated_advert_since(self, priority: int, since: float) -> bool:
@@ -199,15 +200,26 @@ class Drain:
 
     def _wait(self, args: DrainArgs, held: set[str], started: float) -> DrainOutcome:
         """Wait until every VIP in `held` is verified elsewhere; the deadline counts from `started`."""
-        budget = self.cfg.drain.timeout - (self.clock() - started)
+        verified, last = self._watch(held, started, budget=self.cfg.drain.timeout - (self.clock() - started))
+        took = self.clock() - started
+        if not verified:
+            reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
+            return self._no_peer(args, f"no peer took over within {took:.1f} s: {reasons}")
+        summary = "; ".join(v.reason for v in last) + f" (verified {took:.2f} s after the drain began)"
+        return DrainOutcome(self._after_handoff(args), summary, handoff_seconds=took, verdicts=last)
+
+    def _watch(self, held: set[str] | None, started: float, budget: float) -> tuple[bool, list[Verdict]]:
+        """Observe until every VIP in `held` (None: every VIP held here now) is verified elsewhere,
+        or `budget` seconds ran out. Returns whether it was, and the last verdicts."""
         last: list[Verdict] = []
         next_progress = started
 
         def attempt() -> bool:
             nonlocal last, next_progress
-            self.observer.collect(self.cfg.drain.poll_interval)
+            self.observer.collect(self.cfg.drain.poll_interval, until_first=True)
             self._resign_again_if_outdated()
-            views = [v for v in self.observer.views(self.own_priority) if v.vip.name in held]
+            views = [v for v in self.observer.views(self.own_priority)
+                     if (v.vip.name in held if held is not None else holds_vip(v))]
             self._drop_leftovers(views)
             last = [handed_over(v) for v in views]
             now = self.clock()
@@ -218,13 +230,7 @@ class Drain:
                 next_progress = now + 1.0
             return all(v.ok for v in last)
 
-        if not wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep):
-            waited = self.clock() - started
-            reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
-            return self._no_peer(args, f"no peer took over within {waited:.1f} s: {reasons}")
-        took = self.clock() - started
-        summary = "; ".join(v.reason for v in last) + f" (verified {took:.2f} s after the drain began)"
-        return DrainOutcome(self._after_handoff(args), summary, handoff_seconds=took, verdicts=last)
+        return wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep), last
 
     def _drop_leftovers(self, views: list[VipView]) -> None:
         """A VIP on our interface with no keepalived here to remove it, while a peer proves it holds
@@ -244,11 +250,9 @@ class Drain:
         if "drain" not in hold.since:
             log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
             return self.run(DrainArgs(manual=False, action="job_changed"))
-        self.observer.collect(self.cfg.drain.poll_interval)
-        views = self.observer.views(self.own_priority)
-        held = [v for v in views if holds_vip(v)]
-        verdicts = [handed_over(v) for v in held]
-        if all(v.ok for v in verdicts):
+        # Long enough to hear a master's advert: a shorter look could miss it on every call-back.
+        verified, verdicts = self._watch(None, self.clock(), budget=1.5 * self.cfg.advert_int + 0.2)
+        if verified:
             return DrainOutcome(self._after_handoff(args), "; ".join(v.reason for v in verdicts) or "nothing held",
                                 verdicts=verdicts)
         elapsed = time.time() - hold.since["drain"]

@@ -64,21 +64,19 @@ class LiveObserver:
         """An advert older than this no longer proves its sender is master (RFC Master_Down_Interval)."""
         return 3 * self.cfg.advert_int + 0.5
 
-    def collect(self, seconds: float) -> None:
-        """Read adverts from every interface for `seconds` (returns early only when there are none)."""
+    def collect(self, seconds: float, *, until_first: bool = False) -> None:
+        """Record adverts from every interface for `seconds`; with `until_first`, return as soon as
+        some arrived (the drain then looks at once instead of at the end of its poll interval)."""
         deadline = self._clock() + seconds
-        while True:
-            left = deadline - self._clock()
-            if left <= 0 or not self._listeners:
-                if not self._listeners and left > 0:
-                    time.sleep(left)
-                return
+        while (left := deadline - self._clock()) > 0:
             ready, _, _ = select.select(self._listeners, [], [], left)
             for listener in ready:
                 packet = listener.next(0)
                 while packet is not None:
                     self._record(packet)
                     packet = listener.next(0)
+            if ready and until_first:
+                return
 
     def _record(self, packet: vrrp.Packet) -> None:
         a = packet.advert

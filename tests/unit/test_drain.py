@@ -56,7 +56,7 @@ class FakeObserver:
     #: The peer dies this long after taking over (adverts stop, VIP comes back to us).
     peer_dies_at: float | None = None
 
-    def collect(self, seconds: float) -> None:
+    def collect(self, seconds: float, *, until_first: bool = False) -> None:
         self.clock.now += seconds
 
     #: Our keepalived sends one advert at its old priority right after the first resign.
@@ -180,13 +180,14 @@ def test_all_vips_handed_over_together(layout):
 def test_dynamic_drain_prints_negative_then_zero(layout):
     clock = FakeClock()
     cfg = make_cfg(dynamic=True)
-    obs = FakeObserver(cfg, clock, takeover_at=1.0)
+    obs = FakeObserver(cfg, clock, takeover_at=4.0)
     first = run(cfg, layout, obs, clock)
     assert first.value is not None and first.value < 0
     check = DrainArgs(manual=False, action="job_check_status")
     clock.now = 0.5
     assert run(cfg, layout, obs, clock, check).value == first.value
-    clock.now = 2.0
+    assert clock.now >= 0.5 + 1.5  # each call-back listens long enough to hear a master's advert
+    clock.now = 4.0
     assert run(cfg, layout, obs, clock, check).value == 0
 
 
