@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vipdrain.procs import alive
+
 DEFAULT_TIMEOUT = 0.7
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
@@ -42,15 +44,6 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie still has a /proc entry and answers kill(0); it serves nothing.
-    return stat[stat.rindex(")") + 2 :].split(" ", 1)[0] not in ("Z", "X")
-
-
 def pid_file_problem(pid_file: str | os.PathLike[str]) -> str | None:
     """Why the pid file does not name a live process, or None when one of its pids is alive."""
     try:
@@ -60,7 +53,7 @@ def pid_file_problem(pid_file: str | os.PathLike[str]) -> str | None:
     pids = [int(w) for w in words if w.isdigit() and int(w) > 0]
     if not pids:
         return f"pid file {pid_file} holds no pid"
-    if not any(_process_alive(pid) for pid in pids):
+    if not any(alive(pid) for pid in pids):  # zombies count as dead: they serve nothing
         return f"no process of pid file {pid_file} is alive ({', '.join(map(str, pids))})"
     return None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vipdrain.lab import netns
-from vipdrain.lab.wait import within
+from vipdrain.waiting import wait_until
 
 
 def start_ticks(pid: int) -> int | None:
@@ -70,7 +70,7 @@ class Proc:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the process to exit; True if it did."""
-        return within(lambda: not self.alive(), timeout, interval=0.02)
+        return wait_until(lambda: not self.alive(), budget=timeout, step=0.02)
 
     def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 30.0, kill_after: bool = True) -> bool:
         """Signal the group with `sig` (SIGCONT too, so a frozen process can act on it) and wait.
@@ -142,7 +142,7 @@ def sweep_namespace(name: str, *, timeout: float = 5.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
             os.kill(pid, signal.SIGCONT)
-    within(lambda: all(start_ticks(p) is None for p in found), timeout, interval=0.02)
+    wait_until(lambda: all(start_ticks(p) is None for p in found), budget=timeout, step=0.02)
     for pid in found:
         if start_ticks(pid) is not None and pid in netns.pids(name):
             with contextlib.suppress(ProcessLookupError):

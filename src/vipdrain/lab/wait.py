@@ -32,12 +32,3 @@ def until(probe: Callable[[], T], timeout: float, *, interval: float = 0.05, wha
         last = exc.last_attempt
         seen = repr(last.exception()) if last.failed else repr(last.result())
         raise LabTimeout(f"timed out after {timeout:g} s waiting for {what} (last seen: {seen})") from None
-
-
-def within(probe: Callable[[], bool], timeout: float, *, interval: float = 0.05) -> bool:
-    """True as soon as `probe()` is true, False if `timeout` s pass first (no exception)."""
-    try:
-        until(probe, timeout, interval=interval)
-    except LabTimeout:
-        return False
-    return True
