@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vipdrain.lab import rtnl
+from vipdrain import rtnl
 from vipdrain.lab.client import Request, Stream, classify, summarize
 from vipdrain.lab.cluster import deep_merge, vip_addresses
 from vipdrain.lab.haproxy import HaproxyPaths, render_config

@@ -5,7 +5,6 @@ interface lookup."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import socket
 import subprocess
@@ -385,28 +384,11 @@ def test_probe_runs_as_a_module_importing_only_the_standard_library(own_pid_file
 
 # --- interfaces -------------------------------------------------------------------------------
 
-IP_JSON = json.dumps([
-    {"ifindex": 1, "ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1"}]},
-    {"ifindex": 2, "ifname": "eth0", "addr_info": [
-        {"family": "inet", "local": "192.0.2.10"},
-        {"family": "inet6", "local": "2001:db8::10"},
-        {"family": "inet6", "local": "fe80::1"},
-    ]},
-    {"ifindex": 3, "ifname": "eth1", "addr_info": []},
-])
-
-
-def test_parse_ip_addr_json():
-    found = netstate.parse_ip_addr_json(IP_JSON)
-    assert list(found) == ["lo", "eth0", "eth1"]
-    assert found["eth0"] == [ipaddress.ip_address(a) for a in ("192.0.2.10", "2001:db8::10", "fe80::1")]
+def test_find_interface():
+    found = {"lo": [ipaddress.ip_address("127.0.0.1")],
+             "eth0": [ipaddress.ip_address(a) for a in ("192.0.2.10", "2001:db8::10")], "eth1": []}
     assert netstate.find_interface(found, ipaddress.ip_address("2001:db8::10")) == "eth0"
     assert netstate.find_interface(found, ipaddress.ip_address("192.0.2.99")) is None
-
-
-def test_parse_ip_addr_json_refuses_garbage():
-    with pytest.raises(RuntimeFailure, match="cannot parse"):
-        netstate.parse_ip_addr_json("not json")
 
 
 def test_local_addresses_and_interface_of_agree():

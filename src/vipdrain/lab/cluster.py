@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from vipdrain import rtnl
 from vipdrain.errors import RuntimeFailure
 from vipdrain.fsutil import atomic_write
-from vipdrain.lab import netns, rtnl
+from vipdrain.lab import netns
 from vipdrain.lab.haproxy import HTTP_PORT, HaproxyPaths, render_config
 from vipdrain.lab.haproxy import command_line as haproxy_argv
 from vipdrain.lab.proc import Proc, spawn, stop_all, sweep_namespace

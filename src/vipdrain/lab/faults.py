@@ -12,8 +12,9 @@ import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from vipdrain import rtnl
 from vipdrain.errors import RuntimeFailure
-from vipdrain.lab import netns, rtnl
+from vipdrain.lab import netns
 
 if TYPE_CHECKING:
     from vipdrain.lab.cluster import VM, Lab

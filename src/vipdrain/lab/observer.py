@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from vipdrain.lab import netns, rtnl
+from vipdrain import rtnl
+from vipdrain.lab import netns
 from vipdrain.lab.wait import until
 
 if TYPE_CHECKING:
