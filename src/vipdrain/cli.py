@@ -191,15 +191,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_undrain(args: argparse.Namespace) -> int:
     from vipdrain.hold import set_hold
     from vipdrain.preserve import end_handoff
-    from vipdrain.vipaddr import release_loopback
 
     layout = _layout(args)
     end_handoff(layout)
-    try:
-        for line in release_loopback(_load(args).vips):
-            print(line, file=sys.stderr)
-    except ConfigInvalid as exc:
-        print(f"vipdrain: config invalid, VIP copies on lo left as they are: {exc}", file=sys.stderr)
     hold = set_hold(layout, remove=("maintenance", "drain"))
     left = f" (still held: {', '.join(hold.reasons)})" if hold.reasons else ""
     print(f"maintenance off{left}")

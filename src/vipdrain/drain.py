@@ -25,7 +25,15 @@ from vipdrain.layout import Layout
 from vipdrain.model import JobConfig, Vip
 from vipdrain.preserve import end_handoff, start_handoff
 from vipdrain.priority import effective_priority
-from vipdrain.verdicts import Plan, Verdict, VipView, handed_over, holds_vip, plan
+from vipdrain.verdicts import (
+    Plan,
+    Verdict,
+    VipView,
+    handed_over,
+    holds_vip,
+    plan,
+    vip_went_to_a_draining_peer,
+)
 from vipdrain.vipaddr import keep_on_loopback, remove_stale
 from vipdrain.waiting import wait_until
 
@@ -200,27 +208,36 @@ class Drain:
 
     def _wait(self, args: DrainArgs, held: set[str], started: float) -> DrainOutcome:
         """Wait until every VIP in `held` is verified elsewhere; the deadline counts from `started`."""
-        verified, last = self._watch(held, started, budget=self.cfg.drain.timeout - (self.clock() - started))
+        verified, last, hopeless = self._watch(held, started,
+                                               budget=self.cfg.drain.timeout - (self.clock() - started))
         took = self.clock() - started
+        if hopeless:
+            return self._no_peer(args, f"after {took:.1f} s: " + "; ".join(v.reason for v in hopeless))
         if not verified:
             reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
             return self._no_peer(args, f"no peer took over within {took:.1f} s: {reasons}")
         summary = "; ".join(v.reason for v in last) + f" (verified {took:.2f} s after the drain began)"
         return DrainOutcome(self._after_handoff(args), summary, handoff_seconds=took, verdicts=last)
 
-    def _watch(self, held: set[str] | None, started: float, budget: float) -> tuple[bool, list[Verdict]]:
+    def _watch(self, held: set[str] | None, started: float,
+               budget: float) -> tuple[bool, list[Verdict], list[Verdict]]:
         """Observe until every VIP in `held` (None: every VIP held here now) is verified elsewhere,
-        or `budget` seconds ran out. Returns whether it was, and the last verdicts."""
+        one went to a VM that drains too (hopeless: no healthy holder can come), or `budget` ran
+        out. Returns whether it was verified, the last verdicts, and the hopeless ones."""
         last: list[Verdict] = []
+        hopeless: list[Verdict] = []
         next_progress = started
 
         def attempt() -> bool:
-            nonlocal last, next_progress
+            nonlocal last, hopeless, next_progress
             self.observer.collect(self.cfg.drain.poll_interval, until_first=True)
             self._resign_again_if_outdated()
             views = [v for v in self.observer.views(self.own_priority)
                      if (v.vip.name in held if held is not None else holds_vip(v))]
             self._drop_leftovers(views)
+            hopeless = [g for g in map(vip_went_to_a_draining_peer, views) if g.ok]
+            if hopeless:
+                return True
             last = [handed_over(v) for v in views]
             now = self.clock()
             if self.progress and now >= next_progress:
@@ -230,7 +247,8 @@ class Drain:
                 next_progress = now + 1.0
             return all(v.ok for v in last)
 
-        return wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep), last
+        done = wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep)
+        return done and not hopeless, last, hopeless
 
     def _drop_leftovers(self, views: list[VipView]) -> None:
         """A VIP on our interface with no keepalived here to remove it, while a peer proves it holds
@@ -251,7 +269,9 @@ class Drain:
             log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
             return self.run(DrainArgs(manual=False, action="job_changed"))
         # Long enough to hear a master's advert: a shorter look could miss it on every call-back.
-        verified, verdicts = self._watch(None, self.clock(), budget=1.5 * self.cfg.advert_int + 0.2)
+        verified, verdicts, hopeless = self._watch(None, self.clock(), budget=1.5 * self.cfg.advert_int + 0.2)
+        if hopeless:
+            return self._no_peer(args, "; ".join(v.reason for v in hopeless))
         if verified:
             return DrainOutcome(self._after_handoff(args), "; ".join(v.reason for v in verdicts) or "nothing held",
                                 verdicts=verdicts)
@@ -276,7 +296,9 @@ class Drain:
             return DrainOutcome(0, f"proceeding without handoff: {why}")
         set_hold(self.layout, remove=(args.reason,))
         self.stop_announcing(self.layout)
-        raise RuntimeFailure(
+        failure = RuntimeFailure(
             f"handoff failed: {why}. vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs "
             "and its normal priority (set the policy to 'proceed' to accept the downtime)"
         )
+        log.error("%s", failure)  # in vipdrain.log too, which `bosh logs` collects
+        raise failure

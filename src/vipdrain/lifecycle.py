@@ -20,7 +20,7 @@ from vipdrain.model import JobConfig
 from vipdrain.notify import read_state
 from vipdrain.observe import LiveObserver
 from vipdrain.survey import Survey, placement_problems, take_survey
-from vipdrain.vipaddr import release_loopback
+from vipdrain.vipaddr import sync_loopback
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.lifecycle")
@@ -65,8 +65,7 @@ def pre_start(cfg: JobConfig, layout: Layout, keepalived_conf: str) -> list[str]
         d.mkdir(parents=True, exist_ok=True)
     write_checked_config(keepalived_conf, layout.keepalived_conf)
     warnings = set_sysctls()
-    for line in release_loopback(cfg.vips):
-        log.info("%s (left by the last drain)", line)
+    warnings.extend(sync_loopback(layout, cfg.vips))
     preserve.end_handoff(layout)
     warnings.extend(preserve.install(cfg))
     cleared = clear_stale_pid_files(layout)
@@ -162,11 +161,16 @@ def post_deploy(
         warnings.append(f"cleared a leftover hold ({', '.join(leftover.reasons) or 'unexplained'})")
     set_hold(layout, remove=REASONS)
     last: Survey | None = None
+    good_in_a_row = 0
 
     def settled() -> bool:
-        nonlocal last
-        last = take_survey(cfg, layout, observer, listen=1.2 * cfg.advert_int + 0.1)
-        return not last.problems and not placement_problems(cfg, last)
+        # Twice in a row: a VM that just started is silent for up to 3 x advert_int before it
+        # may become a second master, so one clean look right after a start proves little.
+        nonlocal last, good_in_a_row
+        last = take_survey(cfg, layout, observer, listen=1.5 * cfg.advert_int + 0.1)
+        good = not last.problems and not placement_problems(cfg, last)
+        good_in_a_row = good_in_a_row + 1 if good else 0
+        return good_in_a_row >= 2
 
     wait_until(settled, budget=budget, clock=clock)
     assert last is not None  # wait_until calls at least once

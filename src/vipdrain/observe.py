@@ -98,16 +98,18 @@ class LiveObserver:
         out = []
         for vip in self.cfg.vips:
             advert = self.latest.get((vip.virtual_router_id, vip.address.version))
-            fresh = advert is not None and now - advert.seen_at <= self.freshness
-            peer = advert if fresh and advert and accept_advert(advert, mine, own_priority) else None
+            recent = advert if advert is not None and now - advert.seen_at <= self.freshness else None
+            peer = recent if recent and accept_advert(recent, mine, own_priority) else None
+            draining = recent if recent and recent.source not in mine and 0 < recent.priority <= own_priority else None
             state = read_state(self.layout, vip.name)
             out.append(VipView(
                 vip=vip,
-                # Only the VIP's own interface counts: a copy on lo (see vipdrain.loopback) is silent.
+                # Only the VIP's own interface counts: a copy on lo (see vipdrain.vipaddr) is silent.
                 local=vip.address in local.get(vip.interface, ()),
                 state=state.state if state else None,
                 peer_master=peer,
                 own_priority=own_priority,
+                draining_peer=draining,
             ))
         return out
 

@@ -39,6 +39,9 @@ class VipView:
     peer_master: PeerAdvert | None
     #: The priority this VM advertises now (1 while held).
     own_priority: int
+    #: A fresh advert from another VM that is master at no more than our (held) priority: a VM
+    #: that is draining too (e.g. max_in_flight covering the whole group).
+    draining_peer: PeerAdvert | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,15 @@ def plan(views: Sequence[VipView], peers: Sequence[Peer]) -> tuple[Plan, str]:
     if not peers:
         return Plan.NO_PEER, f"this VM holds {names} and the job has no peer (single instance)"
     return Plan.HANDOFF, f"this VM holds {names}"
+
+
+def vip_went_to_a_draining_peer(v: VipView) -> Verdict:
+    """The VIP left us for a VM held like us: waiting longer cannot produce a healthy holder."""
+    p = v.draining_peer
+    if p is None or v.peer_master is not None or v.local:
+        return Verdict(False, "")
+    return Verdict(True, f"{v.vip.name} went to {p.source}, which advertises priority {p.priority}: it is "
+                         "draining too, no healthy peer is left")
 
 
 def accept_advert(advert: PeerAdvert, own_addresses: set[IPAddress], own_priority: int) -> bool:

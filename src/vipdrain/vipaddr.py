@@ -1,13 +1,15 @@
 """VIP addresses vipdrain itself adds or removes, outside keepalived.
 
-A copy of a VIP on `lo` while it is handed over: packets already on their way still land.
-
-When the new master announces itself, the old one drops the VIP from its interface at the same
-moment the clients learn the new MAC (gratuitous ARP); a SYN sent in between reaches the old VM
-for an address it no longer has and is dropped (the client retries after 1 s: a timeout). With
-the VIP also on `lo`, the old VM still accepts it and its haproxy - still running while drain
-waits - answers. `arp_ignore=1` / `arp_announce=2` on the VIP's interface keep the copy silent:
-this VM never answers ARP for the VIP from `lo`, so it attracts no new traffic.
+A silent copy of every VIP on `lo`, on every VM, from pre-start on: packets already on their
+way when the VIP moves still land. When a new master announces itself, the old one drops the VIP
+from its interface at the moment the clients learn the new MAC (gratuitous ARP); a SYN sent in
+between reaches the old VM for an address it no longer has and is dropped (the client retries
+after 1 s: a timeout). That happens on every move - a drain, and also the bootstrap VM taking the
+VIP back, or a split brain healing while clients still use the loser's MAC. With the VIP also on
+`lo`, the old VM accepts such packets and its haproxy answers. `arp_ignore=1` / `arp_announce=2`
+on the VIP's interface keep the copy silent: a VM never answers ARP for it from `lo`, so it
+attracts no traffic of its own. Copies of VIPs a new release no longer has are removed by
+pre-start (they are recorded in the job's data dir).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 from pathlib import Path
 
 from vipdrain.errors import RuntimeFailure
+from vipdrain.fsutil import atomic_write
+from vipdrain.layout import Layout
 from vipdrain.model import Vip
 
 LOOPBACK = "lo"
@@ -46,16 +50,35 @@ def keep_on_loopback(vip: Vip) -> str:
     proc = _ip("addr", "replace", _prefix(vip), "dev", LOOPBACK)
     if proc.returncode != 0:
         raise RuntimeFailure(f"ip addr replace {_prefix(vip)} dev lo: {proc.stderr.strip()}")
-    return f"{vip.address} also on lo until the next start, for packets already on their way"
+    return f"{vip.address} also on lo (silent), for packets already on their way when it moves"
 
 
-def release_loopback(vips: list[Vip] | tuple[Vip, ...]) -> list[str]:
-    """Remove the VIPs' copies from `lo` (pre-start, undrain); returns what was removed."""
-    removed = []
+def _record(layout: Layout) -> Path:
+    return layout.data_dir / "loopback-copies"
+
+
+def sync_loopback(layout: Layout, vips: tuple[Vip, ...]) -> list[str]:
+    """pre-start: a copy of every VIP on lo; copies of VIPs no longer configured removed.
+
+    Returns sentences about what changed or failed (a copy is an improvement, never a reason to
+    fail the deploy).
+    """
+    said = []
+    try:
+        previous = set(_record(layout).read_text().split())
+    except FileNotFoundError:
+        previous = set()
+    wanted = {_prefix(v) for v in vips}
+    for prefix in sorted(previous - wanted):
+        if _ip("addr", "del", prefix, "dev", LOOPBACK).returncode == 0:
+            said.append(f"removed {prefix} from lo (no longer a VIP of this job)")
     for vip in vips:
-        if _ip("addr", "del", _prefix(vip), "dev", LOOPBACK).returncode == 0:
-            removed.append(f"removed {vip.address} from lo")
-    return removed
+        try:
+            keep_on_loopback(vip)
+        except RuntimeFailure as exc:
+            said.append(str(exc))
+    atomic_write(_record(layout), "\n".join(sorted(wanted)) + "\n")
+    return said
 
 
 def remove_stale(vip: Vip) -> str:

@@ -55,6 +55,8 @@ class FakeObserver:
     resigned: int = 0
     #: The peer dies this long after taking over (adverts stop, VIP comes back to us).
     peer_dies_at: float | None = None
+    #: What the peer advertises once master (1: it is held, i.e. draining too).
+    peer_priority: int = 100
 
     def collect(self, seconds: float, *, until_first: bool = False) -> None:
         self.clock.now += seconds
@@ -83,9 +85,10 @@ class FakeObserver:
         out = []
         for vip in self.cfg.vips:
             mine = vip.name in self.held and (self.dead_keepalived or not peer_up)
-            advert = PeerAdvert(vip.virtual_router_id, 3, 100, PEER, t) if peer_up else None
-            out.append(VipView(vip, local=mine, state="MASTER" if mine else "BACKUP", peer_master=advert,
-                               own_priority=own_priority))
+            advert = PeerAdvert(vip.virtual_router_id, 3, self.peer_priority, PEER, t) if peer_up else None
+            healthy = advert if advert and advert.priority > own_priority else None
+            out.append(VipView(vip, local=mine, state="MASTER" if mine else "BACKUP", peer_master=healthy,
+                               own_priority=own_priority, draining_peer=advert if advert and not healthy else None))
         return out
 
 
@@ -279,3 +282,12 @@ def test_vip_left_by_a_dead_keepalived_is_removed_once_a_peer_holds_it(layout):
     drain = Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep, keep_copy=fake_copy, drop_stale=drop)
     assert drain.run(BOSH_CHANGED).value == 0
     assert dropped == ["vip_1"] and clock.now >= 0.5  # never before the peer was proven
+
+
+def test_vip_taken_by_a_peer_that_drains_too_ends_the_wait_at_once(layout):
+    """max_in_flight covering the group: the other VM is held as well; no need to wait 5 s."""
+    clock = FakeClock()
+    cfg = make_cfg()
+    out = run(cfg, layout, FakeObserver(cfg, clock, takeover_at=0.5, peer_priority=1), clock)
+    assert out.value == 0 and "draining too" in out.summary
+    assert clock.now < 1.0
