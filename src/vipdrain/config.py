@@ -947,6 +947,7 @@ def _drain(props: _Props) -> DrainSettings:
         poll_interval=props.number(f"{prefix}.poll_interval", 0.01, 10, " (seconds)"),
         dynamic=bool(props.get(f"{prefix}.dynamic")),
         resign_advert=bool(props.get(f"{prefix}.resign_advert")),
+        peer_check=bool(props.get(f"{prefix}.peer_check")),
         preserve_connections=bool(props.get(f"{prefix}.preserve_connections")),
         preserve_grace=props.number(f"{prefix}.preserve_grace", 1, 3600, " (seconds)"),
         preserve_port=props.integer(f"{prefix}.preserve_port", 1, 65535),

@@ -22,7 +22,7 @@ from typing import Protocol
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
-from vipdrain.model import JobConfig, Vip
+from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.preserve import end_handoff, start_handoff
 from vipdrain.priority import effective_priority
 from vipdrain.verdicts import (
@@ -104,6 +104,10 @@ class Observer(Protocol):
         """Is this job's keepalived alive (else a VIP on our interface is a leftover)?"""
         ...
 
+    def peer_problem(self, address: IPAddress) -> str | None:
+        """Why the peer at `address` cannot serve (its haproxy does not answer), or None."""
+        ...
+
     def resign(self) -> list[str]:
         """Send a priority-0 advert for every VIP held here; returns sentences about what was sent."""
         ...
@@ -174,6 +178,9 @@ class Drain:
             return DrainOutcome(0, why)
         if decision is Plan.NO_PEER:
             return self._no_peer(args, why)
+        unable = self._peers_unable_to_serve()
+        if unable is not None:
+            return self._no_peer(args, unable)
         held = {v.vip.name for v in views if holds_vip(v)}
         for v in views:
             if v.vip.name in held:
@@ -189,6 +196,17 @@ class Drain:
         if self.cfg.drain.dynamic and not args.manual:
             return DrainOutcome(-self.recall_seconds, f"handing over {len(held)} VIP(s); BOSH calls back")
         return self._wait(args, held, began)
+
+    def _peers_unable_to_serve(self) -> str | None:
+        """Before handing over: if no peer's haproxy answers, say why (else None). keepalived's own
+        health check would fence such a peer too, but only after `fall` failed checks - seconds
+        during which it could take the VIP and refuse every request."""
+        if not self.cfg.drain.peer_check:
+            return None
+        problems = [self.observer.peer_problem(p.address) for p in self.cfg.peers]
+        if any(problem is None for problem in problems):
+            return None
+        return "no peer's haproxy answers: " + "; ".join(str(p) for p in problems)
 
     def _resign(self) -> None:
         """Send the priority-0 advert: the best backup takes over after its skew time."""

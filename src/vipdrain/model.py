@@ -108,6 +108,8 @@ class DrainSettings:
     dynamic: bool = False
     #: Send a priority-0 advert right after lowering the priority (fast make-before-break).
     resign_advert: bool = True
+    #: Hand over only to a peer whose haproxy answers on its own address (TCP connect).
+    peer_check: bool = True
     #: Connections open on the old master survive the handoff: the new master forwards their
     #: packets back to it for `preserve_grace` seconds (vipdrain.preserve).
     preserve_connections: bool = False

@@ -11,13 +11,16 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from vipdrain import keepalived, netstate, vrrp
+from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import read_state
 from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip
 
 log = logging.getLogger("vipdrain.observe")
+
+#: A peer's haproxy on the same segment answers a TCP connect in well under a millisecond.
+PEER_PROBE_TIMEOUT = 0.3
 
 
 class LiveObserver:
@@ -96,10 +99,16 @@ class LiveObserver:
         mine = {ip for ips in local.values() for ip in ips} | {self.cfg.instance.ip}
         now = self._clock()
         out = []
+        serving: dict[IPAddress, str | None] = {}
         for vip in self.cfg.vips:
+            problem = None
             advert = self.latest.get((vip.virtual_router_id, vip.address.version))
             recent = advert if advert is not None and now - advert.seen_at <= self.freshness else None
             peer = recent if recent and accept_advert(recent, mine, own_priority) else None
+            if peer is not None and self.cfg.drain.peer_check and peer.source.version == 4:
+                if peer.source not in serving:
+                    serving[peer.source] = self.peer_problem(peer.source)
+                problem = serving[peer.source]
             draining = recent if recent and recent.source not in mine and 0 < recent.priority <= own_priority else None
             state = read_state(self.layout, vip.name)
             out.append(VipView(
@@ -110,11 +119,17 @@ class LiveObserver:
                 peer_master=peer,
                 own_priority=own_priority,
                 draining_peer=draining,
+                peer_problem=problem,
             ))
         return out
 
     def keepalived_running(self) -> bool:
         return keepalived.running(self.layout)
+
+    def peer_problem(self, address: IPAddress) -> str | None:
+        """Why the peer's haproxy does not answer on its own address (port of haproxy.probe), or None."""
+        _, port = probe.parse_endpoint(self.cfg.haproxy.probe)
+        return probe.tcp_problem(str(address), port, PEER_PROBE_TIMEOUT)
 
     def outdated_advert_since(self, priority: int, since: float) -> bool:
         """Did our keepalived advertise above `priority` after `since` (monotonic)?

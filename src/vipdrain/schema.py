@@ -292,6 +292,15 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         type="boolean",
     ),
     _P(
+        "vipdrain.drain.peer_check",
+        "Hand over only to a peer whose haproxy answers: a TCP connect to the port of "
+        "vipdrain.haproxy.probe on the peer's own address, before the handoff starts (no peer "
+        "answers: no_peer_policy at once) and as part of verifying it (IPv4 peers). Turn it off "
+        "when haproxy does not listen on the VMs' own addresses.",
+        default=True,
+        type="boolean",
+    ),
+    _P(
         "vipdrain.drain.preserve_connections",
         "Keep connections open on the draining VM alive after the VIP moved: it keeps serving "
         "them from a silent copy of the VIP on lo while every peer, told by a notice it receives "

@@ -42,6 +42,8 @@ class VipView:
     #: A fresh advert from another VM that is master at no more than our (held) priority: a VM
     #: that is draining too (e.g. max_in_flight covering the whole group).
     draining_peer: PeerAdvert | None = None
+    #: Why the peer that is master cannot serve (its haproxy does not answer), if it cannot.
+    peer_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ def local_not_master(v: VipView) -> Verdict:
     return Verdict(True, f"{v.vip.name} is {v.state or 'not reported'} here")
 
 
+def peer_can_serve(v: VipView) -> Verdict:
+    if v.peer_master is not None and v.peer_problem:
+        return Verdict(False, f"{v.peer_master.source} holds {v.vip.name} but cannot serve: {v.peer_problem}")
+    return Verdict(True, "the new holder's haproxy answers")
+
+
 def vip_left_local_interfaces(v: VipView) -> Verdict:
     if v.local:
         return Verdict(False, f"{v.vip.address} is still on {v.vip.interface}")
@@ -74,7 +82,8 @@ def peer_adverts_as_master(v: VipView) -> Verdict:
 
 
 #: The order matters only for the message: the first refusal is the one reported.
-HANDOFF_CHECKS: tuple[Check, ...] = (peer_adverts_as_master, vip_left_local_interfaces, local_not_master)
+HANDOFF_CHECKS: tuple[Check, ...] = (peer_adverts_as_master, peer_can_serve, vip_left_local_interfaces,
+                                     local_not_master)
 
 
 def handed_over(v: VipView, checks: Sequence[Check] = HANDOFF_CHECKS) -> Verdict:

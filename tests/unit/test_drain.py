@@ -73,6 +73,12 @@ class FakeObserver:
     def keepalived_running(self) -> bool:
         return not self.dead_keepalived
 
+    #: Peers whose haproxy does not answer.
+    broken: frozenset[str] = frozenset()
+
+    def peer_problem(self, address) -> str | None:
+        return "TCP connect refused" if str(address) in self.broken else None
+
     def resign(self) -> list[str]:
         self.resigned += 1
         return ["sent priority 0"]
@@ -291,3 +297,19 @@ def test_vip_taken_by_a_peer_that_drains_too_ends_the_wait_at_once(layout):
     out = run(cfg, layout, FakeObserver(cfg, clock, takeover_at=0.5, peer_priority=1), clock)
     assert out.value == 0 and "draining too" in out.summary
     assert clock.now < 1.0
+
+
+def test_no_peer_that_can_serve_means_no_handoff_attempt(layout):
+    clock = FakeClock()
+    cfg = make_cfg(no_peer_policy="fail")
+    obs = FakeObserver(cfg, clock, broken=frozenset({"192.0.2.11"}))
+    with pytest.raises(RuntimeFailure, match="no peer's haproxy answers: TCP connect refused"):
+        run(cfg, layout, obs, clock)
+    assert obs.resigned == 0 and COPIES == [] and clock.now == 0.0
+    assert not read_hold(layout).active
+
+
+def test_peer_check_can_be_turned_off(layout):
+    clock = FakeClock()
+    cfg = make_cfg(peer_check=False)
+    assert run(cfg, layout, FakeObserver(cfg, clock, broken=frozenset({"192.0.2.11"})), clock).value == 0
