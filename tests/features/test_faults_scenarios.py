@@ -1,0 +1,53 @@
+"""features/faults: a peer dies or cannot serve while the master drains, a VRRP partition during a
+deploy, the drain killed mid-way."""
+
+from __future__ import annotations
+
+import time
+
+from pytest_bdd import parsers, scenarios, then, when
+from rollout_support import BoshRun, Story, Traffic, run_vipdrain
+
+from vipdrain.lab.cluster import Lab
+
+scenarios("faults")
+
+#: Clients learned the losing side's MAC during the split brain; they follow the survivor once
+#: their ARP entry is refreshed (measured: 3 to 32 s), hence a generous deadline.
+ANSWERED_AGAIN_DEADLINE = 60.0
+
+
+@then(parsers.parse('post-deploy failed on {vm} saying "{text}"'))
+def post_deploy_failed(lab: Lab, deploy: BoshRun, vm: str, text: str) -> None:
+    """post-deploy prints its one-screen summary on stdout and exits non-zero."""
+    calls = deploy.calls_of("post-deploy", lab.vm(vm).name)
+    assert calls, f"post-deploy did not run on {vm}"
+    assert calls[-1].returncode != 0 and text in calls[-1].stdout, str(calls[-1])
+
+
+@then(parsers.parse("the observer saw two holders of the VIP for at least {seconds:g} s"))
+def observer_saw_split_brain(lab: Lab, traffic: Traffic, seconds: float) -> None:
+    for vip in lab.vips:
+        longest = max((iv.duration for iv in traffic.observer.split_brain(vip)), default=0.0)
+        assert longest >= seconds, f"{vip}: two holders for {longest:.2f} s at most: {traffic.observer.timeline(vip)}"
+
+
+@then(parsers.parse('"vipdrain status" on every VM exits {code:d} saying "{text}"'))
+def status_everywhere(lab: Lab, story: Story, code: int, text: str) -> None:
+    for vm in lab.vms:
+        call = run_vipdrain(lab, story, vm.name, "status")
+        assert call.returncode == code and text in call.stdout, str(call)
+
+
+@when("the VRRP partition ends", target_fixture="healed_at")
+def partition_ends(lab: Lab, story: Story) -> float:
+    """Undo every nftables fault of the lab (the VRRP drop included)."""
+    lab.faults.heal()
+    story.note("the VRRP partition ends (nftables rules removed)")
+    return time.time()
+
+
+@then("the load client is answered again")
+def answered_again(traffic: Traffic, story: Story, healed_at: float) -> None:
+    first = traffic.wait_answered_after(healed_at, ANSWERED_AGAIN_DEADLINE)
+    story.note(f"clients answered again {first - healed_at:.1f} s after the partition ended")
