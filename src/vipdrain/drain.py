@@ -168,18 +168,15 @@ class Drain:
         if args.action == "job_check_status":
             return self._check_status(args)
         began = self.clock()
-        hold = set_hold(self.layout, add=(args.reason,))
-        for w in hold.warnings:
-            log.warning(w)
         views = self.observer.views(self.own_priority)
         decision, why = plan(views, self.cfg.peers)
         log.info("%s: %s", decision.value, why)
         if decision is Plan.NOTHING_TO_DO:
+            self._hold(args)
             return DrainOutcome(0, why)
-        if decision is Plan.NO_PEER:
-            return self._no_peer(args, why)
-        unable = self._peers_unable_to_serve()
+        unable = why if decision is Plan.NO_PEER else self._peers_unable_to_serve()
         if unable is not None:
+            self._hold(args)
             return self._no_peer(args, unable)
         held = {v.vip.name for v in views if holds_vip(v)}
         for v in views:
@@ -188,14 +185,21 @@ class Drain:
                     log.info(self.keep_copy(v.vip))
                 except RuntimeFailure as exc:
                     log.warning("%s; packets in flight at the handoff may be lost", exc)
-        # Before the resign advert: a peer must be armed to forward before it takes over.
+        # Before the priority drops: the peers must be armed to forward before any can take over,
+        # even if this drain is killed right after lowering the priority.
         for warning in self.announce(self.cfg, self.layout, [v.vip for v in views if v.vip.name in held]):
             log.warning(warning)
+        self._hold(args)
         if self.cfg.drain.resign_advert:
             self._resign()
         if self.cfg.drain.dynamic and not args.manual:
             return DrainOutcome(-self.recall_seconds, f"handing over {len(held)} VIP(s); BOSH calls back")
         return self._wait(args, held, began)
+
+    def _hold(self, args: DrainArgs) -> None:
+        """Lower this VM's priority (the hold track file; keepalived applies it via inotify)."""
+        for warning in set_hold(self.layout, add=(args.reason,)).warnings:
+            log.warning(warning)
 
     def _peers_unable_to_serve(self) -> str | None:
         """Before handing over: if no peer's haproxy answers, say why (else None). keepalived's own
