@@ -3,11 +3,14 @@
     vipdrain drain job_changed hash_changed pkg...   (BOSH)  -> stdout: exactly one integer line
     vipdrain drain                                    (operator) -> maintenance on, human progress
 
-Steps: put the hold on (priority 1 through the track file: no reload, no restart), look at
-what this VM holds, and either return at once (nothing held), apply `no_peer_policy` (no peer
-exists), or wait - with a deadline - until every held VIP is verified to be elsewhere: a peer's
-adverts above our priority, the VIP gone from our interfaces, keepalived no longer MASTER here.
-The edges (observation, clock, sleep, logging) are passed in, so the decision runs in unit tests.
+Steps: look at what this VM holds; nothing held -> put the hold on and return at once; no peer,
+or no peer whose haproxy answers -> `no_peer_policy`. Otherwise keep a silent copy of each VIP on
+lo, arm the peers (drain notices, with `preserve_connections`), put the hold on (priority 1
+through the track file: no reload, no restart), send the priority-0 resign advert, and wait -
+with a deadline - until every held VIP is verified to be elsewhere: a peer's adverts above our
+priority, its haproxy answering, the VIP gone from our interface, keepalived no longer MASTER
+here. The edges (observation, clock, sleep, addresses, notices) are passed in, so the decision
+runs in unit tests with fakes.
 """
 
 from __future__ import annotations
