@@ -4,7 +4,7 @@ When the VIP moves, clients' packets follow the new master's MAC. For a connecti
 accepted, the new master has no socket and answers with a reset. This module keeps such
 connections alive for a grace period:
 
-- The **old master** (the drain, once the VIP also sits on `lo`, see vipdrain.loopback) sends
+- The **old master** (the drain, once the VIP also sits on `lo`, see vipdrain.vipaddr) sends
   every peer a small *drain notice* - a UDP datagram `VDP1` + the VIP's address bytes, from its
   own address, TTL 255 - and keeps repeating it (a detached `keep` process) while the VIP is still
   on its interface. It stops as soon as the VIP has left: a notice that reached a peer already

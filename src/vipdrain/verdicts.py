@@ -33,7 +33,7 @@ class VipView:
     vip: Vip
     #: The VIP is on one of this VM's interfaces.
     local: bool
-    #: Last state keepalived reported through the notify hook (None: unknown).
+    #: Last state keepalived reported through its notify FIFO (None: unknown).
     state: str | None
     #: Best advert from a peer for this VRID seen since the drain began and still fresh.
     peer_master: PeerAdvert | None
