@@ -36,7 +36,6 @@ from rollout_support import (
     status_json,
 )
 
-from vipdrain.lab import netns
 from vipdrain.lab.bosh import DeployFailed, Director, Step, UpdatePolicy
 from vipdrain.lab.cluster import Lab, deep_merge
 from vipdrain.lab.wait import until
@@ -100,21 +99,14 @@ def traffic() -> Traffic | None:
 
 
 @pytest.fixture
-def start_lab(story: Story) -> Iterator[LabStarter]:
+def start_lab(story: Story, lab_factory: LabStarter) -> LabStarter:
     """`start_lab(**Lab.up kwargs) -> Lab`; every lab started is torn down after the scenario."""
-    labs: list[Lab] = []
 
     def start(**kwargs: Any) -> Lab:
-        lab = Lab.up(**kwargs)
-        labs.append(lab)
-        story.lab = lab
-        return lab
+        story.lab = lab_factory(**kwargs)
+        return story.lab
 
-    yield start
-    for lab in labs:
-        lab.down()
-    leftovers = [ns for lab in labs for ns in lab.namespaces if netns.exists(ns)]
-    assert not leftovers, f"teardown left namespaces: {leftovers}"
+    return start
 
 
 # --------------------------------------------------------------------------------------------

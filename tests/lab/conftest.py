@@ -15,33 +15,11 @@ from typing import Any
 
 import pytest
 
-from vipdrain.lab import netns
 from vipdrain.lab.client import ClientRun
 from vipdrain.lab.cluster import Lab
 from vipdrain.lab.observer import VipObserver
 
-#: Short adverts where timing is not the point: VRRPv3 accepts 0.01..40.95 s.
-FAST_ADVERT = 0.2
-DEFAULTS: dict[str, Any] = {"nodes": 3, "advert_int": FAST_ADVERT}
-
 LabFactory = Callable[..., Lab]
-
-
-@pytest.fixture
-def lab_factory() -> Iterator[LabFactory]:
-    """`make(**Lab.up kwargs) -> Lab`; every lab made is torn down after the test."""
-    labs: list[Lab] = []
-
-    def make(**kwargs: Any) -> Lab:
-        lab = Lab.up(**{**DEFAULTS, **kwargs})
-        labs.append(lab)
-        return lab
-
-    yield make
-    for lab in labs:
-        lab.down()
-    leftovers = [ns for lab in labs for ns in lab.namespaces if netns.exists(ns)]
-    assert not leftovers, f"teardown left namespaces: {leftovers}"
 
 
 @pytest.fixture
