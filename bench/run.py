@@ -10,9 +10,11 @@ advert_int x N x strategy it brings up one lab, starts a load client (one new co
 request) and the VIP observer, then runs `repeats` rolling deploys (canaries 1, max_in_flight 1)
 and `repeats` single handoffs (the master's stop side once, then it starts again). Then, per VIP
 count (1, 10, 50 VRRP instances), `repeats` drains of the master through a wrapper that reads
-the drain process's CPU time and peak RSS. Writes `<out>/<mode>.json` (machine, settings, every
-run, the summary), `<mode>.csv` and `<mode>.md`, and (full mode) one timeline picture per
-strategy under docs/img/. Exit status 0 even when a target is missed: the report says so.
+the drain process's CPU time and peak RSS. Writes `<out>/<name>.json` (machine, code version,
+settings, every run with the evidence of its failures, the summary, the targets), `<name>.csv` and
+`<name>.md` (name: `full`, `quick`, `<mode>-custom` or --name), and one timeline picture per
+strategy (rolling deploy, N=3, advert_int 1 s) under docs/img/. `--report FILE.json` only re-renders
+a results file. Exit status 0 even when a target is missed: the report says so.
 """
 
 from __future__ import annotations

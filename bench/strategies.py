@@ -6,25 +6,30 @@ release). The start side is the same for all of them: the lab's VMs start the BO
 vipdrain's pre-start / post-start (they join held until haproxy answers), so the baselines are
 measured at their stop side only - a real haproxy-boshrelease VM is also exposed when it rejoins.
 
+The default set (`DEFAULT_STRATEGIES`):
+
 - `naive-stop`: no drain; monit stops haproxy (bpm: SIGTERM), then keepalived the way
   haproxy-boshrelease's `keepalived_ctl stop` does: `kill -9` of its process group - no priority-0
   advert, the VIP stays on the stopped VM's interface, the peer takes over after
   Master_Down_Interval. haproxy-boshrelease today (its keepalived job checks haproxy every 2 s).
-- `naive-stop-term` (not in the default set): the same order with a clean SIGTERM of keepalived.
-- `vipdrain-sticky` (not in the default set): `vipdrain` with `vipdrain.placement: sticky`.
-- `vipdrain-preserve` (not in the default set): `vipdrain` with `vipdrain.drain.preserve_connections`
-  (grace 2 s: the drain returns 2, so BOSH waits 2 s more before `monit stop`).
-
-The baselines (every strategy that is not `vipdrain*`) run without vipdrain's data-path help:
-the silent VIP copies on `lo` that vipdrain's pre-start puts on every VM are removed again (at
-bring-up and after every pre-start). Left in place, they would keep serving a stopped VM's
-clients whose ARP entries still point at it - a vipdrain feature, not the baseline's.
 - `keepalived-stop`: no drain; keepalived first (it sends a priority-0 advert), then haproxy.
 - `fault-drain`: a pre-stop step forces keepalived into FAULT through the hold track file (value 2
   x weight -253 is below -253: FAULT, per keepalived.conf(5)), waits until a peer holds every VIP,
   then monit stops keepalived and haproxy.
 - `vipdrain`: vipdrain's BOSH drain (priority drop, resign advert, verified handoff), then monit stop.
 - `vipdrain-noresign`: the same with `vipdrain.drain.resign_advert: false` (priority drop only).
+
+Extras (name them with `--strategies`):
+
+- `naive-stop-term`: haproxy first, then keepalived with a clean SIGTERM.
+- `vipdrain-sticky`: `vipdrain` with `vipdrain.placement: sticky`.
+- `vipdrain-preserve`: `vipdrain` with `vipdrain.drain.preserve_connections` (grace 2 s: the drain
+  returns 2, so BOSH waits 2 s more before `monit stop`).
+
+The baselines (every strategy that is not `vipdrain*`) run without vipdrain's data-path help:
+the silent VIP copies on `lo` that vipdrain's pre-start puts on every VM are removed again (at
+bring-up and after every pre-start). Left in place, they would keep serving a stopped VM's
+clients whose ARP entries still point at it - a vipdrain feature, not the baseline's.
 """
 
 from __future__ import annotations
