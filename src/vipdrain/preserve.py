@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vipdrain import netstate, vrrp
+from vipdrain.config import INTERFACE_NAME
 from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Peer, Vip
@@ -91,7 +92,6 @@ ANNOUNCE_SLACK = 5.0
 NFT_TIMEOUT = 10.0
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_INTERFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 
 Runner = Callable[[Sequence[str], str | None], subprocess.CompletedProcess[str]]
 Sender = Callable[[IPAddress, Sequence[IPAddress], Sequence[IPAddress], int], list[str]]
@@ -166,7 +166,7 @@ def forwarder_ruleset(fw: Forwarder) -> str:
         elements = ", ".join(str(p) for p in fw.peers if p.version == fam)
         lines.append(f"\tset peers{fam} {{ type ipv{fam}_addr; elements = {{ {elements} }}; }}")
     for n, (interface, (mac, vips)) in enumerate(fw.interfaces.items()):
-        if not _INTERFACE.match(interface):
+        if not INTERFACE_NAME.fullmatch(interface):
             raise ValueError(f"interface name {interface!r} cannot go into an nftables rule")
         if not _MAC.match(mac):
             raise ValueError(f"{mac!r} is not the MAC address of {interface}")
