@@ -47,7 +47,7 @@ from strategies import (
     strip_loopback_vips,
 )
 from vipdrain.lab.bosh import DeployFailed, Step, Timeline
-from vipdrain.lab.client import ClientRun, Request, summarize
+from vipdrain.lab.client import ClientRun, Request, Stream, summarize
 from vipdrain.lab.cluster import Lab, list_prefixes
 from vipdrain.lab.observer import Interval
 
@@ -66,6 +66,9 @@ MARGIN = 0.5
 MAX_FAILURES = 40
 #: Pause between runs in one lab, after the cluster has settled (s).
 SETTLE = 0.5
+#: Long-lived connections next to the short requests: raw TCP streams through haproxy, this many
+#: at a time, each this long, their starts spread evenly (vipdrain-preserve's grace covers one).
+STREAMS, STREAM_SECONDS = 3, 6.0
 #: The picture per strategy: rolling deploy, this many VMs, this advert_int.
 PICTURE_NODES, PICTURE_ADVERT_INT = 3, 1.0
 
@@ -131,6 +134,10 @@ class Run:
     maxrss_mib: float | None = None
     #: drain-scaling only: drain start -> every VIP seen on a peer.
     all_vips_moved_s: float | None = None
+    #: Streams that had to outlive a VIP move away from their VM (`streams_across_moves`), and
+    #: how many of them finished.
+    streams_at_risk: int = 0
+    streams_survived: int = 0
     loadavg: float = 0.0
     #: Other lab runs on the machine when this run started (other engineers: CPU contention).
     other_labs: int = 0
@@ -203,6 +210,37 @@ def handoffs_of(lab: Lab, strategy: Strategy, steps: Iterable[Step], intervals: 
     return out
 
 
+def streams_across_moves(streams: Iterable[Stream], seconds: float, intervals: Sequence[Interval],
+                         steps: Iterable[Step]) -> list[Stream]:
+    """The streams that had to outlive a VIP move away from the VM serving them.
+
+    A VM loses the VIP's clients when another VM is first seen holding it (its gratuitous ARP).
+    A stream is at risk when it was served by that VM, opened before the VM's trouble began -
+    the start of its stop side (`unmonitor`) when the move happened during one, else the move
+    itself (a preemption) - and due to end after the move: a stream that ended by itself
+    before proves nothing.
+    """
+    steps = list(steps)
+    lost: list[tuple[str, float, float]] = []  # (vm, trouble began, move)
+    last: frozenset[str] = frozenset()
+    for iv in intervals:
+        if not iv.holders:
+            continue
+        new = iv.holders - last
+        for vm in (last - new) if new else ():
+            since = [s.start for s in steps if s.vm == vm and s.step == "unmonitor" and s.start <= iv.start]
+            began = max(since, default=iv.start)
+            if any(s.vm == vm and s.step == "start" and began < s.start <= iv.start for s in steps):
+                began = iv.start  # that stop side was over: this move is a preemption
+            lost.append((vm, began, iv.start))
+        last = iv.holders
+    out = {}
+    for s in streams:
+        if any(s.vm == vm and s.time < began and s.time + seconds > moved for vm, began, moved in lost):
+            out[(s.time, s.vm)] = s
+    return list(out.values())
+
+
 def code_version() -> str:
     """`HEAD` (short) of the tree the lab imports, `+dirty` when src/ has local changes."""
     g = git_state()
@@ -263,7 +301,9 @@ def measure_strategy(strategy: Strategy, advert_int: float, nodes: int, repeats:
             for vm in lab.vms:
                 strip_loopback_vips(vm)
         progress(f"    lab {lab.prefix} up in {time.monotonic() - t_up:.1f} s")
-        with lab.observe() as observer, lab.client(rate=rate) as client:
+        with lab.observe() as observer, lab.client(rate=rate) as client, \
+                lab.client(rate=0, streams=STREAMS, stream_mode="tcp", stream_seconds=STREAM_SECONDS,
+                           stream_stagger=STREAM_SECONDS / STREAMS) as stream_client:
             wait_records_past(client, time.time() + 0.5)
             for r in range(repeats):
                 settle(lab)
@@ -298,11 +338,15 @@ def measure_strategy(strategy: Strategy, advert_int: float, nodes: int, repeats:
                 director.start_instance(master)
             settle(lab)
         records = client.records()
+        streams = stream_client.streams()
         runs = []
         for p in pending:
             w0, w1 = p.start - MARGIN, p.end + MARGIN
             ivs = observer.intervals(vip, w0, w1)
             fill_from_client(p.run, records, w0, w1, rate)
+            at_risk = streams_across_moves(streams, STREAM_SECONDS, ivs, p.timeline.steps)
+            p.run.streams_at_risk = len(at_risk)
+            p.run.streams_survived = sum(1 for s in at_risk if s.outcome == "finished")
             p.run.handoffs = handoffs_of(lab, strategy, p.timeline.steps, ivs)
             p.run.handoff_s = p.run.handoffs[0].seconds if p.run.handoffs else None
             p.run.vip_moves = observer.moves(vip, w0, w1)
@@ -396,6 +440,8 @@ def describe(run: Run) -> str:
     if run.handoff_s is not None:
         parts.append(f"handoff {run.handoff_s:.2f} s")
     parts.append(f"moves {run.vip_moves}")
+    if run.streams_at_risk:
+        parts.append(f"streams survived {run.streams_survived}/{run.streams_at_risk}")
     parts.append(f"{run.duration_s:.1f} s")
     if run.cpu_s is not None:
         parts.append(f"cpu {run.cpu_s:.2f} s, rss {run.maxrss_mib} MiB, all VIPs moved {run.all_vips_moved_s} s")
@@ -490,6 +536,8 @@ def summarize_runs(runs: Sequence[Run]) -> list[dict[str, Any]]:
             "cpu_s": stats(r.cpu_s for r in group),
             "maxrss_mib": stats(r.maxrss_mib for r in group),
             "all_vips_moved_s": stats(r.all_vips_moved_s for r in group),
+            "streams_at_risk": sum(r.streams_at_risk for r in group),
+            "streams_survived": sum(r.streams_survived for r in group),
         })
     return rows
 
@@ -554,6 +602,15 @@ def fmt(s: dict[str, float] | None, digits: int = 2, spread: bool = True) -> str
     return f"{med} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
 
 
+def survived(row: dict[str, Any]) -> str:
+    """`survived/at risk (percent)` summed over the repeats; `-` when no stream was at risk (or
+    the results predate the streams)."""
+    at_risk = row.get("streams_at_risk", 0)
+    if not at_risk:
+        return "-"
+    return f"{row['streams_survived']}/{at_risk} ({100 * row['streams_survived'] / at_risk:.0f}%)"
+
+
 def markdown(rows: Sequence[dict[str, Any]], goal_rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The tables of docs/BENCHMARKS.md: medians [min-max] over the repeats."""
     lines = [f"Results of `{meta['command']}` ({meta.get('name', meta['mode'])}, {meta['repeats']} repeat(s), "
@@ -567,9 +624,9 @@ def markdown(rows: Sequence[dict[str, Any]], goal_rows: Sequence[dict[str, Any]]
             continue
         lines += [f"### {title}", "",
                   "| advert_int | N | strategy | failed | by kind (sum) | not sent | longest gap ms | handoff s "
-                  "| no holder s | 2 holders s | VIP moves | "
+                  "| no holder s | 2 holders s | VIP moves | streams survived | "
                   + ("deploy s" if scenario == "deploy" else "stop side s") + " |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         order = list(STRATEGIES)
         for r in sorted(part, key=lambda r: (-r["advert_int"], r["nodes"], order.index(r["strategy"]))):
             kinds = ", ".join(f"{k} {v}" for k, v in r["failed_by_kind_total"].items()) or "-"
@@ -578,7 +635,7 @@ def markdown(rows: Sequence[dict[str, Any]], goal_rows: Sequence[dict[str, Any]]
                 f"| {r['advert_int']:g} s | {r['nodes']} | {r['strategy']}{err} | {fmt(r['failed'], 0)} | {kinds} "
                 f"| {fmt(r['unsent'], 0)} | {fmt(r['longest_gap_ms'], 0)} | {fmt(r['handoff_s'])} "
                 f"| {fmt(r['unowned_s'])} | {fmt(r['two_holders_s'])} "
-                f"| {fmt(r['vip_moves'], 0, spread=False)} | {fmt(r['duration_s'], 1)} |")
+                f"| {fmt(r['vip_moves'], 0, spread=False)} | {survived(r)} | {fmt(r['duration_s'], 1)} |")
         lines.append("")
     part = [r for r in rows if r["scenario"] == "drain-scaling"]
     if part:
@@ -611,7 +668,8 @@ def markdown(rows: Sequence[dict[str, Any]], goal_rows: Sequence[dict[str, Any]]
     return "\n".join(lines)
 
 
-CSV_FIELDS = ("scenario", "strategy", "advert_int", "nodes", "vips", "runs", "errors")
+CSV_FIELDS = ("scenario", "strategy", "advert_int", "nodes", "vips", "runs", "errors", "streams_at_risk",
+              "streams_survived")
 CSV_STATS = ("failed", "unsent", "longest_gap_ms", "handoff_s", "unowned_s", "two_holders_s", "vip_moves",
              "duration_s", "drain_s", "cpu_s", "maxrss_mib", "all_vips_moved_s")
 
@@ -623,7 +681,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         w.writerow(header)
         for r in rows:
             kinds = " ".join(f"{k}={v}" for k, v in r["failed_by_kind_total"].items())
-            cells = [r[k] for k in CSV_FIELDS] + [kinds]
+            cells = [r.get(k, "") for k in CSV_FIELDS] + [kinds]
             for k in CSV_STATS:
                 s = r[k]
                 cells += [s["median"], s["min"], s["max"]] if s else ["", "", ""]
@@ -668,7 +726,7 @@ def git_state() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+                                  timeout=10).stdout.rstrip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
 

@@ -189,12 +189,24 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_undrain(args: argparse.Namespace) -> int:
-    from vipdrain.hold import set_hold
+    from vipdrain.hold import Reason, set_hold
+    from vipdrain.lifecycle import release_hold
     from vipdrain.preserve import end_handoff
 
     layout = _layout(args)
+    _setup_logging(layout, args.verbose)
     end_handoff(layout)
-    hold = set_hold(layout, remove=("maintenance", "drain"))
+    reasons: tuple[Reason, ...] = ("maintenance", "drain")
+    try:
+        cfg = _load(args)
+    except ConfigInvalid as exc:
+        # Maintenance off must work whatever the config says; only the takeover is not armed.
+        print(f"warning: {exc}; connections of the current master are not preserved", file=sys.stderr)
+        hold = set_hold(layout, remove=reasons)
+    else:
+        hold = release_hold(cfg, layout, reasons)
+    for warning in hold.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     left = f" (still held: {', '.join(hold.reasons)})" if hold.reasons else ""
     print(f"maintenance off{left}")
     return EXIT_OK

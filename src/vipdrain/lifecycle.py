@@ -7,18 +7,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vipdrain import preserve
 from vipdrain.errors import RuntimeFailure
-from vipdrain.hold import REASONS, read_hold, set_hold
+from vipdrain.hold import REASONS, Hold, Reason, read_hold, set_hold
 from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
 from vipdrain.keepalived import running as keepalived_running
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
 from vipdrain.notify import read_state
 from vipdrain.observe import LiveObserver
+from vipdrain.priority import effective_priority
 from vipdrain.survey import Survey, placement_problems, take_survey
 from vipdrain.vipaddr import sync_loopback
 from vipdrain.waiting import wait_until
@@ -130,8 +131,27 @@ def post_start(
         raise RuntimeFailure(
             f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(last.reasons)
         )
-    set_hold(layout, remove=("joining", "drain"))
+    for warning in release_hold(cfg, layout, ("joining", "drain")).warnings:
+        log.warning(warning)
     return time.monotonic() - started
+
+
+def release_hold(cfg: JobConfig, layout: Layout, reasons: tuple[Reason, ...],
+                 observer: Callable[[JobConfig, Layout], LiveObserver] = LiveObserver,
+                 arm: Callable[..., list[str]] = preserve.arm_takeover) -> Hold:
+    """Remove hold `reasons` (post-start, undrain). With connection preservation, when that
+    lets this VM outrank the current master, first arm the takeover (`preserve.arm_takeover`):
+    the master's connections survive the preemption that follows."""
+    warnings: list[str] = []
+    still = set(read_hold(layout).since) - set(reasons)
+    if cfg.drain.preserve_connections and cfg.peers and not still:
+        with observer(cfg, layout) as watch:
+            # Every master advertises once per advert_int: one and a half intervals hear them all.
+            watch.collect(1.5 * cfg.advert_int + 0.1)
+            warnings += arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
+                                              time.monotonic() - watch.freshness)
+    hold = set_hold(layout, remove=reasons)
+    return replace(hold, warnings=(*hold.warnings, *warnings))
 
 
 @dataclass

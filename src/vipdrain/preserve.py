@@ -31,6 +31,13 @@ the ingress hook also needs no `ip_forward`, no ICMP-redirect or rp_filter chang
 routing table or moved `local` rule, and works the same for IPv6 VIPs (no global IPv6
 forwarding, which would purge RA-learned default routes).
 
+A VIP also moves without a drain when a VM outranks the master (placement `preferred`: the
+bootstrap VM after its update or `undrain`). That master keeps serving and sends no notice, so
+the VM about to take over arms itself (`arm_takeover`, before it releases its hold) towards the
+master's MAC, seen in its adverts, and marks its own connections to the VIP as local. Frames
+from a MAC this VM forwards to are never forwarded again: two VMs armed towards each other
+(a drain soon after such a takeover) would otherwise bounce a packet between them forever.
+
 A crash failover sends no notice: nothing is armed and clients get a reset at once, as before.
 Requirements: the `nft` binary (nftables) with netdev `fwd` (Linux >= 4.5; tested on 6.x), the
 old and new master on the same layer-2 segment as the VIP (as VRRP needs anyway), and a network
@@ -45,6 +52,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -64,6 +72,7 @@ from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Peer, Vip
 from vipdrain.procs import read_pid
+from vipdrain.verdicts import PeerAdvert
 
 log = logging.getLogger("vipdrain.preserve")
 
@@ -87,6 +96,10 @@ LOCAL_FLOWS_MAX = 524288
 #: refreshed while the old master still holds the VIP, so they end within the grace period of
 #: the takeover, before any connection started after it is forgotten.
 LOCAL_FLOW_SLACK = 10.0
+#: Per-interface set of the MACs this VM forwards to (see `forwarder_ruleset`).
+FORWARD_MACS = "fwdmacs"
+#: TCP states in /proc/net/tcp* without a connection to keep: LISTEN (0A) and CLOSE (07).
+_NOT_CONNECTED = {"0A", "07"}
 #: The repeater announces for the drain's deadline plus this, then gives up.
 ANNOUNCE_SLACK = 5.0
 NFT_TIMEOUT = 10.0
@@ -171,6 +184,9 @@ def forwarder_ruleset(fw: Forwarder) -> str:
         if not _MAC.match(mac):
             raise ValueError(f"{mac!r} is not the MAC address of {interface}")
         families = sorted({v.family for v in vips})
+        # The MACs this VM forwards to: a frame from one of them was forwarded to us and is
+        # never sent back (two VMs armed towards each other would bounce it forever).
+        lines.append(f"\tset {FORWARD_MACS}_{n} {{ type ether_addr; flags timeout; }}")
         for fam in families:
             # armed: VIP -> the old master's MAC, for `grace`; local: connections started here.
             lines.append(f"\tmap armed{fam}_{n} {{ type ipv{fam}_addr : ether_addr; flags timeout; }}")
@@ -183,7 +199,8 @@ def forwarder_ruleset(fw: Forwarder) -> str:
                 lines.append(
                     f"\t\tudp dport {fw.port} {_ip_keyword(nf)} saddr @peers{nf} {_ttl_keyword(nf)} {NOTICE_TTL} "
                     f"@th,64,32 {_hex(MAGIC)} @th,96,{8 * len(vip.address.packed)} {_hex(vip.address.packed)} "
-                    f"update @armed{vip.family}_{n} {{ {vip.address} timeout {_ms(fw.grace)} : ether saddr }} drop"
+                    f"update @armed{vip.family}_{n} {{ {vip.address} timeout {_ms(fw.grace)} : ether saddr }} "
+                    f"update @{FORWARD_MACS}_{n} {{ ether saddr timeout {_ms(fw.grace)} }} drop"
                 )
         for fam in families:
             ip = _ip_keyword(fam)
@@ -192,11 +209,108 @@ def forwarder_ruleset(fw: Forwarder) -> str:
                          f"update @local{fam}_{n} {{ {flow} timeout {_ms(fw.grace + LOCAL_FLOW_SLACK)} }}")
             # The map lookup comes first among the statements: no rewrite unless the VIP is armed.
             lines.append(f"\t\t{ip} daddr @armed{fam}_{n} tcp flags ! syn {flow} != @local{fam}_{n} "
+                         f"ether saddr != @{FORWARD_MACS}_{n} "
                          f"ether daddr set {ip} daddr map @armed{fam}_{n} ether saddr set {mac} "
                          f'fwd to "{interface}"')
         lines.append("\t}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def interface_numbers(vips: Iterable[Vip]) -> dict[str, int]:
+    """The suffix `_<n>` of each interface's chain and maps: interfaces numbered by sorted name,
+    as `Forwarder.from_config` orders them."""
+    return {name: n for n, name in enumerate(sorted({v.interface for v in vips}))}
+
+
+def takeover_bound(advert_int: float) -> float:
+    """Seconds from a hold's release until keepalived here may take a VIP by preemption: a
+    backup that outranks the master ignores its adverts and waits Master_Down_Interval
+    (3 x advert_int + skew, skew < advert_int), plus a second for the hold to reach it."""
+    return 4 * advert_int + 1.0
+
+
+def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
+                  fresh_since: float) -> list[tuple[Vip, str]]:
+    """The VIPs a peer holds that this VM will take by preemption once it advertises
+    `own_priority`, each with that peer's MAC (the one clients' packets go to now).
+
+    A peer counts when its latest advert for the VIP (keyed by VRID and address family, as
+    `LiveObserver.latest`) arrived at or after `fresh_since`, came with a MAC, and is below
+    `own_priority` but above 0 (priority 0 resigns: it is leaving and arms us itself).
+    """
+    arms = []
+    for vip in vips:
+        advert = latest.get((vip.virtual_router_id, vip.family))
+        if (advert is not None and advert.seen_at >= fresh_since and _MAC.match(advert.mac)
+                and 0 < advert.priority < own_priority):
+            arms.append((vip, advert.mac))
+    return arms
+
+
+Flow = tuple[IPAddress, int, IPAddress, int]
+
+
+def local_flows(proc_net_tcp: str, vips: Iterable[IPAddress]) -> list[Flow]:
+    """Connections this VM has to `vips`, from /proc/net/tcp or /proc/net/tcp6 text, as the
+    local set keys them: (client address, client port, VIP, VIP port).
+
+    Addresses there are 32-bit words printed in host byte order; ports are plain hex.
+    """
+    wanted = set(vips)
+    flows = []
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] in _NOT_CONNECTED:
+            continue
+        (local, lport), (remote, rport) = (f.split(":") for f in fields[1:3])
+        vip, client = _proc_address(local), _proc_address(remote)
+        if vip in wanted:
+            flows.append((client, int(rport, 16), vip, int(lport, 16)))
+    return flows
+
+
+def _proc_address(word_hex: str) -> IPAddress:
+    raw = b"".join(int(word_hex[i:i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(word_hex), 8))
+    address = ipaddress.ip_address(raw)
+    # An IPv4 connection accepted by an IPv6 socket is listed in tcp6 as ::ffff:a.b.c.d.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return mapped or address
+
+
+def arm_ruleset(arms: Iterable[tuple[Vip, str]], numbers: Mapping[str, int], timeout: float,
+                flows: Iterable[Flow] = ()) -> str:
+    """The `nft -f` script that arms each VIP towards its MAC for `timeout` seconds, as a drain
+    notice from that MAC would (an arm that is already there gets the new timeout), and marks
+    `flows` - this VM's own connections to the VIPs - as local: they stay here."""
+    arms = list(arms)
+    interface_of = {vip.address: vip.interface for vip, _ in arms}
+    lines = []
+    for vip, mac in arms:
+        n = numbers[vip.interface]
+        lines.append(f"add element {TABLE_FAMILY} {TABLE} armed{vip.family}_{n} "
+                     f"{{ {vip.address} timeout {_ms(timeout)} : {mac} }}")
+        lines.append(f"add element {TABLE_FAMILY} {TABLE} {FORWARD_MACS}_{n} {{ {mac} timeout {_ms(timeout)} }}")
+    for client, cport, address, vport in flows:
+        if address in interface_of:
+            n = numbers[interface_of[address]]
+            lines.append(f"add element {TABLE_FAMILY} {TABLE} local{address.version}_{n} "
+                         f"{{ {client} . {cport} . {address} . {vport} timeout {_ms(timeout + LOCAL_FLOW_SLACK)} }}")
+    return "".join(line + "\n" for line in lines)
+
+
+def parse_armed(listing: str) -> dict[str, str]:
+    """VIP -> MAC its connections go back to, from `nft -j list table netdev vipdrain_preserve`:
+    what this VM forwards right now (arms that expired are not listed)."""
+    found = {}
+    for item in json.loads(listing).get("nftables", []):
+        armed = item.get("map")
+        if not armed or not armed.get("name", "").startswith("armed"):
+            continue
+        for key, mac in armed.get("elem", []):
+            # A plain address, or {"elem": {"val": address, "timeout": ..., "expires": ...}}.
+            found[str(key["elem"]["val"] if isinstance(key, dict) else key)] = str(mac)
+    return found
 
 
 def notice_targets(source: IPAddress, peers: Iterable[Peer]) -> list[IPAddress]:
@@ -259,6 +373,61 @@ def remove_forwarder(run: Runner = run_command) -> None:
     done = run([_nft(), "delete", "table", TABLE_FAMILY, TABLE], None)
     if done.returncode == 0:
         log.info("removed nft table %s %s", TABLE_FAMILY, TABLE)
+
+
+def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
+                 fresh_since: float, run: Runner = run_command) -> list[str]:
+    """Before this VM releases a hold (post-start, undrain) and may take VIPs from a running peer
+    by preemption: arm its own table for them, towards that peer. Returns warnings; never raises.
+
+    Preemption is no drain: the peer keeps serving, sends no notice, and its clients' packets
+    would follow this VM's gratuitous ARP into resets. Armed first, this VM sends them back to
+    the peer (which keeps the VIP on `lo`, see vipdrain.vipaddr) for `preserve_grace` after the
+    takeover, and keeps its own new connections. If the peer crashes within that window, its
+    old connections time out instead of being reset.
+    """
+    if not cfg.drain.preserve_connections or not cfg.peers:
+        return []
+    arms = takeover_arms(cfg.vips, latest, own_priority, fresh_since)
+    if not arms:
+        return []
+    timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)
+    # Connections this VM still has to the VIPs (served through a peer's forwarding since it
+    # last held them) come straight here after the takeover: they must not be sent away.
+    flows = [f for v in (4, 6) for f in local_flows(read_proc_tcp(v), [vip.address for vip, _ in arms])]
+    done = run([_nft(), "-f", "-"], arm_ruleset(arms, interface_numbers(cfg.vips), timeout, flows))
+    if done.returncode != 0:
+        return [f"connection preservation: cannot arm the takeover of {', '.join(str(v.address) for v, _ in arms)}: "
+                f"nft -f failed: {done.stderr.strip()}"]
+    log.info("this VM will take %s over by preemption: connections to it are sent back to %s for %g s "
+             "(%d connections of its own stay here)",
+             ", ".join(str(v.address) for v, _ in arms), ", ".join(sorted({m for _, m in arms})), timeout, len(flows))
+    return []
+
+
+def read_proc_tcp(version: int) -> str:
+    """/proc/net/tcp (4) or /proc/net/tcp6 (6) of this network namespace; "" when unreadable."""
+    try:
+        return Path(f"/proc/net/tcp{'6' if version == 6 else ''}").read_text()
+    except OSError:
+        return ""
+
+
+def list_table_argv() -> list[str]:
+    """The command that lists the standing table (arms included) as JSON."""
+    return [_nft(), "-j", "list", "table", TABLE_FAMILY, TABLE]
+
+
+def forwarding_now(cfg: JobConfig, run: Runner = run_command) -> dict[str, str]:
+    """VIP -> MAC for every VIP whose old connections this VM sends to another VM right now
+    (`vipdrain status`); {} when preservation is off or the table cannot be read."""
+    if not cfg.drain.preserve_connections:
+        return {}
+    listing = run(list_table_argv(), None)
+    try:
+        return parse_armed(listing.stdout) if listing.returncode == 0 else {}
+    except ValueError:
+        return {}
 
 
 def send_notices(source: IPAddress, targets: Sequence[IPAddress], vips: Sequence[IPAddress], port: int) -> list[str]:

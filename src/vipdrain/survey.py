@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vipdrain import vrrp
+from vipdrain import preserve, vrrp
 from vipdrain.hold import Hold, read_hold
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
@@ -56,6 +56,8 @@ class Survey:
     base_priority: int
     effective_priority: int
     transitions: list[Transition]
+    #: VIP -> MAC: the VIPs whose old connections this VM sends back to a drained peer right now.
+    forwarding: dict[str, str] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -77,6 +79,7 @@ def take_survey(
     listen: float,
     arp: ArpProbe = vrrp.arp_who_has,
     mac_of: Callable[[str], str] = vrrp.local_mac,
+    forwarding: Callable[[JobConfig], dict[str, str]] = preserve.forwarding_now,
 ) -> Survey:
     """Listen `listen` seconds for adverts, ask ARP, and put together who holds what."""
     observer.collect(listen)
@@ -104,7 +107,7 @@ def take_survey(
             except OSError as exc:
                 log.warning("ARP probe for %s failed: %s", vip.address, exc)
         surveys.append(s)
-    return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout))
+    return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout), forwarding(cfg))
 
 
 def bootstrap_address(cfg: JobConfig) -> IPAddress | None:
@@ -157,6 +160,7 @@ def survey_dict(cfg: JobConfig, survey: Survey) -> dict[str, object]:
             }
             for s in survey.vips
         ],
+        "forwarding": survey.forwarding,
         "last_transitions": [t.__dict__ for t in survey.transitions],
         "problems": survey.problems,
         "warnings": list(survey.hold.warnings),
@@ -178,6 +182,8 @@ def format_survey(cfg: JobConfig, survey: Survey) -> str:
             f"here {s.state or 'unknown'}{' (holds it)' if s.local else ''}; holder {holders}; "
             f"peers heard {heard} [{s.verdict}]"
         )
+    for vip, mac in sorted(survey.forwarding.items()):
+        lines.append(f"  forwarding the old connections of {vip} to {mac} (vipdrain.drain.preserve_connections)")
     for t in survey.transitions[-5:]:
         lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(t.time))} {t.instance} -> {t.state} ({t.priority})")
     lines.extend(f"  ! {p}" for p in survey.problems)

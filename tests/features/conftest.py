@@ -398,15 +398,6 @@ def no_request_failed(traffic: Traffic) -> None:
     assert all(s.total >= 1 for s in summaries.values()), f"a client sent nothing: {summaries}"
 
 
-@then(parsers.parse("no request timed out or was refused, and at most {count:d} were reset"))
-def no_request_lost_but_resets(traffic: Traffic, count: int) -> None:
-    """For a VIP move that is not a drain (a preemption): nothing forwards the connections that
-    straddle the clients' ARP switch, so one may be reset; none may time out or be refused."""
-    summaries = traffic.summaries()
-    bad = {vip: s for vip, s in summaries.items() if set(s.failed) - {"reset"} or s.failed.get("reset", 0) > count}
-    assert not bad, "lost requests: " + "; ".join(f"{vip}: {s}" for vip, s in bad.items())
-
-
 @then(parsers.parse("no request failed before {vm} stopped"))
 def no_failure_before_stop(traffic: Traffic, deploy: BoshRun, vm: str) -> None:
     """The VM served until BOSH stopped it (its first `monit stop` of this deploy)."""

@@ -373,6 +373,8 @@ class Story:
 
     lab: Lab | None = None
     traffic: Traffic | None = None
+    #: Long-lived connections by kind ("raw TCP"...), when a scenario opens them.
+    streams: dict[str, ClientRun] = field(default_factory=dict)
     triggers: list[Trigger] = field(default_factory=list)
     runs: list[BoshRun] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
@@ -404,6 +406,11 @@ class Story:
             if c.returncode != 0 and c.stdout.strip():
                 events.append((c.end, f"{c.vm:>4} `vipdrain {' '.join(c.args)}` exit {c.returncode}, stdout: "
                                       + " | ".join(c.stdout.strip().splitlines()[-6:])))
+        for kind, run in self.streams.items():
+            for st in run.streams():
+                if st.outcome == "broken":
+                    events.append((st.end, f"stream ({kind}) opened {st.end - st.time:.2f} s before on "
+                                           f"{st.vm or '?'} broke: {st.error}"))
         if self.traffic is not None:
             obs = self.traffic.observer
             for vip in obs.vips:
@@ -426,6 +433,10 @@ class Story:
         if self.traffic is not None:
             lines.append("")
             lines += [f"client -> {vip}: {summary}" for vip, summary in self.traffic.summaries().items()]
+        for kind, run in self.streams.items():
+            outcomes = Counter((st.outcome, st.vm) for st in run.streams())
+            lines.append(f"streams ({kind}): " + (", ".join(f"{n} {o} on {vm}" for (o, vm), n in sorted(
+                outcomes.items(), key=str)) or "none ended"))
         lab = self.lab
         if lab is not None:
             lines.append("")

@@ -37,24 +37,6 @@ STREAM_SECONDS = 8.0
 PRESERVING = {"vipdrain": {"drain": {"preserve_connections": True, "preserve_grace": GRACE}}}
 
 
-def armed(vm: VM) -> dict[str, str]:
-    """VIP -> old master's MAC, for every VIP the VM's table has armed right now."""
-    out = vm.run(["nft", "-j", "list", "table", preserve.TABLE_FAMILY, preserve.TABLE]).stdout
-    found = {}
-    for item in json.loads(out)["nftables"]:
-        m = item.get("map")
-        if not m or not m["name"].startswith("armed"):
-            continue
-        for key, value in m.get("elem", []):
-            found[str(key["elem"]["val"] if isinstance(key, dict) else key)] = value
-    return found
-
-
-def established(vm: VM, port: int) -> int:
-    """TCP connections established to `port` on the VM (haproxy's side)."""
-    return len(vm.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"]).stdout.splitlines())
-
-
 def our_tables(vm: VM) -> list[str]:
     out = vm.run(["nft", "-j", "list", "tables"]).stdout
     return [t["table"]["name"] for t in json.loads(out)["nftables"]
@@ -94,7 +76,7 @@ def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> Non
     for run in runs:
         run.start()
     try:
-        until(lambda: established(old, 81) >= 2 and established(old, 80) >= 4, 10, interval=0.05,
+        until(lambda: old.established(81) >= 2 and old.established(80) >= 4, 10, interval=0.05,
               what="the streams to be open on the old VM")
         drain_started = time.time()
         drained = old.vipdrain("drain", "job_changed", "hash_changed")
@@ -103,7 +85,7 @@ def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> Non
         assert drained.stdout == f"{int(GRACE)}\n", drained.stderr
         assert "drain notice for" in drained.stderr
         assert lab.holders(vip) == [new.name]
-        assert armed(new) == {vip: old.mac}
+        assert new.forwarding() == {vip: old.mac}
         if ipaddress.ip_address(vip).version == 4:
             # The old VM keeps the VIP on lo but never answers ARP for it.
             observer_ip = f"192.0.2.{OBSERVER_OFFSET}"
@@ -136,7 +118,7 @@ def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> Non
     assert after.total > 0 and set(after.by_vm) == {new.name}, str(after)
 
     # Nothing outlives the grace period: the arm expires in the kernel, the repeater has exited.
-    until(lambda: not armed(new), GRACE + 3, interval=0.2, what="the arm to expire")
+    until(lambda: not new.forwarding(), GRACE + 3, interval=0.2, what="the arm to expire")
     assert preserve.running_keeper(old.layout) is None
     assert not preserve.keeper_pid_file(old.layout).exists()
     old.vipdrain("undrain")
@@ -156,13 +138,13 @@ def test_a_crash_failover_arms_nothing_and_old_connections_are_reset_at_once(two
     run = ClientRun(lab, target=vip, namespace=lab.client_namespaces[0], rate=0, streams=2,
                     stream_mode="keepalive", stream_seconds=30)
     with run:
-        until(lambda: established(old, 80) >= 2, 10, interval=0.05, what="the streams to be open on the old VM")
+        until(lambda: old.established(80) >= 2, 10, interval=0.05, what="the streams to be open on the old VM")
         crashed = time.time()
         with lab.faults.link_cut(old):
             lab.wait_holder(vip, new.name, timeout=10)
             until(lambda: len(before(run.streams(), crashed)) >= 2, 5, interval=0.05,
                   what="the old connections to end")
-            assert armed(new) == {}
+            assert new.forwarding() == {}
     broken = before(run.streams(), crashed)
     # A reset from the new master, not the client's 2 s idle timeout of a black hole.
     assert all((s.vm, s.outcome) == (old.name, "broken") and "Reset" in s.error for s in broken), broken

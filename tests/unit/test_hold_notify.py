@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import pytest
 
@@ -93,3 +94,67 @@ def test_parse_fifo_line():
     assert parse_fifo_line('INSTANCE "vip_2" FAULT 0') == ("INSTANCE", "vip_2", "FAULT", "0")
     assert parse_fifo_line('GROUP "g" MASTER') == ("GROUP", "g", "MASTER", "-1")
     assert parse_fifo_line('INSTANCE "unclosed') is None
+
+
+class FakeObserver:
+    """Stands in for LiveObserver in release_hold: records that it listened, has no adverts."""
+
+    listened: ClassVar[list[float]] = []
+
+    def __init__(self, cfg, layout) -> None:
+        self.latest: dict = {}
+        self.freshness = 3.5
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def collect(self, seconds: float) -> None:
+        FakeObserver.listened.append(seconds)
+
+
+def preserving_cfg(preserve_connections: bool = True):
+    import ipaddress
+
+    from vipdrain.model import DrainSettings, InstanceSpec, JobConfig, Peer, Vip
+
+    return JobConfig(
+        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=ipaddress.ip_address("192.0.2.10")),
+        vips=(Vip(name="vip_1", address=ipaddress.ip_address("192.0.2.100"), virtual_router_id=1, interface="eth0"),),
+        peers=(Peer(address=ipaddress.ip_address("192.0.2.11"), index=1),),
+        drain=DrainSettings(preserve_connections=preserve_connections),
+        priority=200,
+    )
+
+
+def test_release_hold_arms_the_takeover_while_still_held_then_releases(layout):
+    from vipdrain.lifecycle import release_hold
+
+    FakeObserver.listened = []
+    seen = []
+
+    def arm(cfg, latest, own_priority, fresh_since):
+        seen.append((own_priority, read_hold(layout).reasons))
+        return ["could not arm"]
+
+    set_hold(layout, add=("joining",))
+    hold = release_hold(preserving_cfg(), layout, ("joining", "drain"), observer=FakeObserver, arm=arm)
+    # Armed with the priority it will advertise once free, before keepalived could preempt.
+    assert seen == [(200, ["joining"])]
+    assert FakeObserver.listened == [pytest.approx(1.6)]
+    assert not hold.active and "could not arm" in hold.warnings
+
+
+@pytest.mark.parametrize(("preserving", "other_reason"), [(False, None), (True, "maintenance")],
+                         ids=["preservation off", "still held by maintenance"])
+def test_release_hold_arms_nothing_when_no_takeover_can_follow(layout, preserving, other_reason):
+    from vipdrain.lifecycle import release_hold
+
+    def arm(*args):
+        raise AssertionError("armed a takeover that cannot happen")
+
+    set_hold(layout, add=("joining",) + ((other_reason,) if other_reason else ()))
+    hold = release_hold(preserving_cfg(preserving), layout, ("joining",), observer=FakeObserver, arm=arm)
+    assert hold.reasons == ([other_reason] if other_reason else [])

@@ -18,6 +18,7 @@ from vipdrain import preserve
 from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import DrainSettings, InstanceSpec, IPAddress, JobConfig, Peer, Vip
+from vipdrain.verdicts import PeerAdvert
 
 SELF = ipaddress.ip_address("192.0.2.10")
 VIP4 = ipaddress.ip_address("192.0.2.100")
@@ -74,13 +75,18 @@ def test_an_ipv4_vip_is_armed_by_a_known_peer_on_link_and_forwarded_back_by_mac(
     assert "set peers4 { type ipv4_addr; elements = { 192.0.2.11, 192.0.2.12 }; }" in lines
     assert 'type filter hook ingress device "eth0" priority -100; policy accept;' in lines
     assert ("udp dport 7112 ip saddr @peers4 ip ttl 255 @th,64,32 0x56445031 @th,96,32 0xc0000264 "
-            "update @armed4_0 { 192.0.2.100 timeout 30000ms : ether saddr } drop") in lines
+            "update @armed4_0 { 192.0.2.100 timeout 30000ms : ether saddr } "
+            "update @fwdmacs_0 { ether saddr timeout 30000ms } drop") in lines
+    assert "set fwdmacs_0 { type ether_addr; flags timeout; }" in lines
     # Connections that start here (SYN without ACK) are remembered past the grace period...
     assert ("ip daddr @armed4_0 tcp flags & (syn | ack) == syn update @local4_0 "
             "{ ip saddr . tcp sport . ip daddr . tcp dport timeout 40000ms }") in lines
-    # ... every other TCP packet for an armed VIP goes back to the old master, from our MAC.
+    # ... every other TCP packet for an armed VIP goes back to the old master, from our MAC,
+    # unless it came from a VM we forward to (never bounced back: two VMs armed towards each
+    # other would pass it back and forth).
     assert ("ip daddr @armed4_0 tcp flags ! syn ip saddr . tcp sport . ip daddr . tcp dport != @local4_0 "
-            "ether daddr set ip daddr map @armed4_0 ether saddr set 02:00:00:00:00:0a fwd to \"eth0\"") in lines
+            "ether saddr != @fwdmacs_0 ether daddr set ip daddr map @armed4_0 "
+            "ether saddr set 02:00:00:00:00:0a fwd to \"eth0\"") in lines
 
 
 def test_an_ipv6_vip_with_ipv4_peers_is_armed_by_an_ipv4_notice() -> None:
@@ -88,7 +94,8 @@ def test_an_ipv6_vip_with_ipv4_peers_is_armed_by_an_ipv4_notice() -> None:
     assert "set peers6" not in text and "armed4" not in text
     assert ("udp dport 9000 ip saddr @peers4 ip ttl 255 @th,64,32 0x56445031 "
             "@th,96,128 0x20010db8000000000000000000000100 "
-            "update @armed6_0 { 2001:db8::100 timeout 12500ms : ether saddr } drop") in text
+            "update @armed6_0 { 2001:db8::100 timeout 12500ms : ether saddr } "
+            "update @fwdmacs_0 { ether saddr timeout 12500ms } drop") in text
     assert "ip6 daddr @armed6_0 tcp flags ! syn ip6 saddr . tcp sport . ip6 daddr . tcp dport != @local6_0" in text
 
 
@@ -122,11 +129,12 @@ def test_names_that_do_not_fit_in_a_rule_are_refused(interface: str, mac: str) -
 class FakeRunner:
     returncode: int = 0
     stderr: str = ""
+    stdout: str = ""
     calls: list[tuple[list[str], str | None]] = field(default_factory=list)
 
     def __call__(self, argv: Sequence[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
         self.calls.append((list(argv), stdin))
-        return subprocess.CompletedProcess(list(argv), self.returncode, "", self.stderr)
+        return subprocess.CompletedProcess(list(argv), self.returncode, self.stdout, self.stderr)
 
 
 def test_install_applies_the_ruleset_in_one_nft_call() -> None:
@@ -154,6 +162,131 @@ def test_install_problems_are_warnings_not_failures() -> None:
 
     [warning] = preserve.install(make_cfg(), run=FakeRunner(), mac_of=no_mac)
     assert "No such device" in warning
+
+
+# --- the takeover by preemption (post-start, undrain) -------------------------------------------
+
+PEER = ipaddress.ip_address("192.0.2.11")
+PEER_MAC = "02:00:00:00:00:0b"
+
+
+def advert(vrid: int = 1, priority: int = 150, seen_at: float = 100.0, mac: str = PEER_MAC,
+           source: IPAddress = PEER) -> PeerAdvert:
+    return PeerAdvert(vrid=vrid, version=3, priority=priority, source=source, seen_at=seen_at, mac=mac)
+
+
+def test_a_vip_is_armed_towards_the_master_this_vm_will_outrank() -> None:
+    v4, v6 = vip(VIP4, vrid=1), vip(VIP6, vrid=2)
+    latest = {(1, 4): advert(vrid=1), (2, 6): advert(vrid=2, source=ipaddress.ip_address("2001:db8::11"))}
+    assert preserve.takeover_arms([v4, v6], latest, own_priority=200, fresh_since=99.0) == [
+        (v4, PEER_MAC), (v6, PEER_MAC)]
+
+
+@pytest.mark.parametrize(("seen", "why"), [
+    (advert(priority=200), "equal priority: keepalived does not preempt"),
+    (advert(priority=220), "the master outranks us"),
+    (advert(priority=0), "priority 0: the master resigns and arms us by its own notice"),
+    (advert(seen_at=90.0), "too old: that master may be gone"),
+    (advert(mac=""), "no MAC: nowhere to send its packets"),
+    (advert(vrid=2), "another VRRP instance"),
+])
+def test_no_arm_unless_a_live_master_will_be_preempted(seen: PeerAdvert, why: str) -> None:
+    latest = {(seen.vrid, 4): seen}
+    assert preserve.takeover_arms([vip(VIP4)], latest, own_priority=200, fresh_since=99.0) == [], why
+
+
+def test_the_arm_script_names_each_vips_own_map_and_outlasts_the_takeover() -> None:
+    a, b = vip(VIP4, vrid=1, interface="eth1"), vip(VIP6, vrid=2, interface="eth0")
+    numbers = preserve.interface_numbers([a, b])
+    assert numbers == {"eth0": 0, "eth1": 1}
+    script = preserve.arm_ruleset([(a, PEER_MAC), (b, PEER_MAC)], numbers, timeout=34.5)
+    assert script.splitlines() == [
+        f"add element netdev vipdrain_preserve armed4_1 {{ {VIP4} timeout 34500ms : {PEER_MAC} }}",
+        f"add element netdev vipdrain_preserve fwdmacs_1 {{ {PEER_MAC} timeout 34500ms }}",
+        f"add element netdev vipdrain_preserve armed6_0 {{ {VIP6} timeout 34500ms : {PEER_MAC} }}",
+        f"add element netdev vipdrain_preserve fwdmacs_0 {{ {PEER_MAC} timeout 34500ms }}",
+    ]
+    # The same numbering as the standing table's maps.
+    table = ruleset(make_cfg([a, b]), {"eth0": MAC, "eth1": MAC})
+    assert "map armed4_1 " in table and "map armed6_0 " in table
+
+
+#: `nft -j list table netdev vipdrain_preserve` (nftables 1.0.6) with two VIPs armed.
+NFT_LISTING = (
+    '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, '
+    '{"table": {"family": "netdev", "name": "vipdrain_preserve", "handle": 1}}, '
+    '{"map": {"family": "netdev", "name": "armed4_0", "table": "vipdrain_preserve", "type": "ipv4_addr", '
+    '"handle": 1, "map": "ether_addr", "flags": ["timeout"], "elem": [[{"elem": {"val": "192.0.2.100", '
+    '"timeout": 30, "expires": 29}}, "02:00:00:00:00:0b"]]}}, '
+    '{"map": {"family": "netdev", "name": "armed6_0", "table": "vipdrain_preserve", "type": "ipv6_addr", '
+    '"handle": 2, "map": "ether_addr", "flags": ["timeout"], "elem": [[{"elem": {"val": "2001:db8::100", '
+    '"timeout": 30, "expires": 29}}, "02:00:00:00:00:0c"]]}}, '
+    '{"set": {"family": "netdev", "name": "local4_0", "table": "vipdrain_preserve", "type": '
+    '["ipv4_addr", "inet_service", "ipv4_addr", "inet_service"], "handle": 3, "flags": ["timeout"]}}]}'
+)
+
+
+def test_the_armed_vips_are_read_from_nfts_json_listing() -> None:
+    assert preserve.parse_armed(NFT_LISTING) == {"192.0.2.100": "02:00:00:00:00:0b",
+                                                  "2001:db8::100": "02:00:00:00:00:0c"}
+    assert preserve.parse_armed('{"nftables": [{"map": {"name": "armed4_0"}}]}') == {}
+
+
+#: /proc/net/tcp on little-endian x86: a listener on VIP4:80, one established connection to it
+#: from 198.51.100.7:40000, one to another address, one in TIME_WAIT (06) to VIP4:81.
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 640200C0:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 640200C0:0050 076433C6:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+   2: 0A0200C0:0050 086433C6:9C41 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1
+   3: 640200C0:0051 096433C6:9C42 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0
+"""
+#: /proc/net/tcp6: an IPv6 connection to VIP6:443 and an IPv4 one accepted by an IPv6 socket.
+PROC_NET_TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue
+   0: B80D0120000000000000000000010000:01BB B80D0120000000000000000007000000:A000 01 00000000:00000000
+   1: 0000000000000000FFFF0000640200C0:0050 0000000000000000FFFF0000076433C6:A001 01 00000000:00000000
+"""
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the samples are from a little-endian machine")
+def test_own_connections_to_the_vips_are_read_from_proc_net_tcp() -> None:
+    client = ipaddress.ip_address("198.51.100.7")
+    assert preserve.local_flows(PROC_NET_TCP, [VIP4]) == [(client, 40000, VIP4, 80), (
+        ipaddress.ip_address("198.51.100.9"), 40002, VIP4, 81)]
+    assert preserve.local_flows(PROC_NET_TCP6, [VIP4, VIP6]) == [
+        (ipaddress.ip_address("2001:db8::7"), 40960, VIP6, 443), (client, 40961, VIP4, 80)]
+
+
+def test_own_connections_are_marked_local_for_as_long_as_the_arm_and_then_some() -> None:
+    script = preserve.arm_ruleset([(vip(VIP4), PEER_MAC)], {"eth0": 0}, timeout=6.0,
+                                  flows=[(ipaddress.ip_address("198.51.100.7"), 40000, VIP4, 80),
+                                         (ipaddress.ip_address("2001:db8::7"), 40000, VIP6, 80)])
+    assert ("add element netdev vipdrain_preserve local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 "
+            "timeout 16000ms }") in script.splitlines()
+    assert "2001:db8::7" not in script  # not a VIP being armed
+
+
+def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover() -> None:
+    cfg = replace(make_cfg(), advert_int=1.0)
+    run = FakeRunner()
+    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run) == []
+    [(argv, stdin)] = run.calls
+    assert argv[1:] == ["-f", "-"]
+    assert stdin is not None and "timeout 35000ms" in stdin  # grace 30 s + 4 x advert_int + 1 s
+
+
+@pytest.mark.parametrize("cfg", [make_cfg(preserve_connections=False), make_cfg(peers=())], ids=["off", "no-peers"])
+def test_arm_takeover_does_nothing_without_preservation_or_peers(cfg: JobConfig) -> None:
+    run = FakeRunner()
+    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run) == []
+    assert run.calls == []
+
+
+def test_a_failed_arm_is_a_warning_naming_the_vip() -> None:
+    run = FakeRunner(returncode=1, stderr="Error: No such file or directory")
+    [warning] = preserve.arm_takeover(make_cfg(), {(1, 4): advert()}, 200, 99.0, run=run)
+    assert str(VIP4) in warning and "No such file" in warning
 
 
 # --- start_handoff (the drain) -----------------------------------------------------------------
@@ -323,3 +456,22 @@ def test_a_new_handoff_replaces_a_running_repeater(tmp_path: Path) -> None:
     finally:
         old.kill()
         old.wait()
+
+
+# --- what status shows ---------------------------------------------------------------------------
+
+
+def test_status_lists_what_this_vm_forwards_right_now() -> None:
+    run = FakeRunner(stdout=NFT_LISTING)
+    assert preserve.forwarding_now(make_cfg(), run=run) == {"192.0.2.100": "02:00:00:00:00:0b",
+                                                             "2001:db8::100": "02:00:00:00:00:0c"}
+    assert run.calls[0][0][1:] == ["-j", "list", "table", "netdev", "vipdrain_preserve"]
+
+
+@pytest.mark.parametrize(("cfg", "run"), [
+    (make_cfg(preserve_connections=False), FakeRunner(stdout=NFT_LISTING)),
+    (make_cfg(), FakeRunner(returncode=1, stderr="Error: No such file or directory")),
+    (make_cfg(), FakeRunner(stdout="not json")),
+], ids=["off", "no table", "garbage"])
+def test_status_shows_no_forwarding_when_there_is_nothing_to_read(cfg: JobConfig, run: FakeRunner) -> None:
+    assert preserve.forwarding_now(cfg, run=run) == {}

@@ -6,7 +6,9 @@ worker threads open one new TCP connection per HTTP request, paced evenly at a t
 timeouts, and append EVERY request to a JSON-lines file: start time (epoch s), latency (s),
 outcome (ok / refused / reset / timeout / wrong_answer / other) and the VM that answered.
 Optional long-lived streams (slow HTTP download, HTTP keep-alive, raw TCP) record whether they
-finished. `ClientRun` is the test side: start/stop, read the records, summarise.
+finished; each is opened again when it ends, and with a stagger the i-th starts i x stagger later
+(streams that started together would otherwise end together, forever in step). `ClientRun` is
+the test side: start/stop, read the records, summarise.
 """
 
 from __future__ import annotations
@@ -217,10 +219,10 @@ class LoadClient:
     def __init__(self, target: str, port: int = 80, *, rate: float = DEFAULT_RATE, workers: int = DEFAULT_WORKERS,
                  connect_timeout: float = CONNECT_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
                  streams: int = 0, stream_mode: str = "http", stream_seconds: float = 10.0,
-                 emit: Callable[[dict[str, Any]], None]):
+                 stream_stagger: float = 0.0, emit: Callable[[dict[str, Any]], None]):
         self.target, self.port, self.rate = target, port, rate
         self.workers, self.streams = workers, streams
-        self.stream_mode, self.stream_seconds = stream_mode, stream_seconds
+        self.stream_mode, self.stream_seconds, self.stream_stagger = stream_mode, stream_seconds, stream_stagger
         self.connect_timeout, self.total_timeout = connect_timeout, total_timeout
         self.emit = emit
         self.family = socket.AF_INET6 if ":" in target else socket.AF_INET
@@ -240,7 +242,8 @@ class LoadClient:
         self._t0 = time.monotonic()
         if self.rate > 0:
             self._threads += [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
-        self._threads += [threading.Thread(target=self._stream_loop, daemon=True) for _ in range(self.streams)]
+        self._threads += [threading.Thread(target=self._stream_loop, args=(i * self.stream_stagger,), daemon=True)
+                          for i in range(self.streams)]
         for t in self._threads:
             t.start()
 
@@ -323,7 +326,8 @@ class LoadClient:
 
     # streams --------------------------------------------------------------------------------
 
-    def _stream_loop(self) -> None:
+    def _stream_loop(self, delay: float) -> None:
+        self.stopping.wait(delay)
         while not self.stopping.is_set():
             record = self.stream()
             self.emit(record)
@@ -425,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=0, help="concurrent long-lived streams, each renewed when done")
     p.add_argument("--stream-mode", choices=STREAM_MODES, default="http")
     p.add_argument("--stream-seconds", type=float, default=10.0)
+    p.add_argument("--stream-stagger", type=float, default=0.0, help="seconds between the streams' first starts")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until signalled)")
     p.add_argument("--out", required=True, help="JSON-lines file to append records to")
     args = p.parse_args(argv)
@@ -436,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = LoadClient(
             args.target, args.port, rate=args.rate, workers=args.workers, connect_timeout=args.connect_timeout,
             total_timeout=args.total_timeout, streams=args.streams, stream_mode=args.stream_mode,
-            stream_seconds=args.stream_seconds, emit=records.put,
+            stream_seconds=args.stream_seconds, stream_stagger=args.stream_stagger, emit=records.put,
         )
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -473,7 +478,8 @@ class ClientRun:
 
     def __init__(self, lab: Lab, *, target: str, namespace: str, rate: float = DEFAULT_RATE, port: int = 80,
                  workers: int = DEFAULT_WORKERS, streams: int = 0, stream_mode: str = "http",
-                 stream_seconds: float = 10.0, duration: float = 0.0, connect_timeout: float = CONNECT_TIMEOUT,
+                 stream_seconds: float = 10.0, stream_stagger: float = 0.0, duration: float = 0.0,
+                 connect_timeout: float = CONNECT_TIMEOUT,
                  total_timeout: float = TOTAL_TIMEOUT, out: str | os.PathLike[str] | None = None):
         ClientRun._count += 1
         self.lab = lab
@@ -485,7 +491,8 @@ class ClientRun:
             sys.executable, "-m", "vipdrain.lab.client", "--target", target, "--port", str(port), "--rate", str(rate),
             "--workers", str(workers), "--connect-timeout", str(connect_timeout),
             "--total-timeout", str(total_timeout), "--streams", str(streams), "--stream-mode", stream_mode,
-            "--stream-seconds", str(stream_seconds), "--duration", str(duration), "--out", str(self.path),
+            "--stream-seconds", str(stream_seconds), "--stream-stagger", str(stream_stagger),
+            "--duration", str(duration), "--out", str(self.path),
         ]
         self.stop_timeout = total_timeout + 5.0
         self.proc: Proc | None = None

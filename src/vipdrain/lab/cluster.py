@@ -430,6 +430,19 @@ class VM:
             return False
         return status == 200 and body.strip() == self.name
 
+    def established(self, port: int) -> int:
+        """TCP connections established to local `port` on this VM (haproxy's client side)."""
+        out = self.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"]).stdout
+        return len(out.splitlines())
+
+    def forwarding(self) -> dict[str, str]:
+        """VIP -> MAC for every VIP whose old connections this VM sends back to another VM right
+        now (vipdrain.preserve's arms); {} when nothing is armed or preservation is off here."""
+        from vipdrain import preserve
+
+        listing = self.run(preserve.list_table_argv(), check=False)
+        return preserve.parse_armed(listing.stdout) if listing.returncode == 0 else {}
+
     def recorded_state(self, vip: str) -> str | None:
         """The VRRP state of `vip` the notify hook last recorded on this VM, if any."""
         from vipdrain.notify import read_state

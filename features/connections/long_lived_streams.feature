@@ -1,0 +1,92 @@
+@lab
+Feature: Long-lived connections survive the VIP move
+  Every VRRP setup breaks established TCP connections when the VIP moves: the clients' packets
+  follow the new master's MAC, which has no socket for them and answers with a reset. With
+  `vipdrain.drain.preserve_connections` the draining VM tells its peers before it hands over
+  (a drain notice); for `preserve_grace` seconds the new master sends every packet that is not a
+  SYN and belongs to no connection of its own back to the old VM (layer 2, nftables, in the
+  kernel), and the drain returns the grace period to BOSH, which waits that long before it stops
+  haproxy. Old connections finish where they started; new ones stay on the new master. A VM that
+  takes a VIP back by preemption (placement `preferred`: after its update, or after `undrain`)
+  arms itself the same way before it releases its hold.
+
+  The streams: HTTP downloads (a line every 0.1 s), HTTP/1.1 keep-alive connections (a request
+  every 0.1 s) and raw TCP streams (haproxy's TCP frontend), each opened again as soon as the
+  last one ended; next to them a load client makes a new connection for every request (200 a
+  second).
+
+  Background:
+    Given the job property vipdrain.drain.preserve_grace is 5
+
+  Scenario: rolling deploy with preservation on: every stream finishes where it started
+    Given the job property vipdrain.drain.preserve_connections is true
+    And a running group of 2 VMs with advert_int 0.2 s
+    And these long-lived connections are open through the VIP, each lasting 4 s:
+      | kind            | count |
+      | HTTP download   | 2     |
+      | HTTP keep-alive | 2     |
+      | raw TCP         | 2     |
+    And a load client sends 200 requests a second to each VIP
+    When bosh deploys a new release to every VM with canaries 1 and max_in_flight 1
+    Then the deploy completes
+    And every stream open when vm0's drain began finished on vm0, after the VIP had left it
+    And no stream broke
+    And no request failed
+    And new requests during vm0's grace period were answered by vm1
+    And the VIP ends on vm0
+    And within 15 s no VM forwards connections and no drain notice is being sent
+
+  Scenario: the same deploy without preservation: the streams on vm0 break
+    Given the job property vipdrain.drain.preserve_connections is false
+    And a running group of 2 VMs with advert_int 0.2 s
+    And these long-lived connections are open through the VIP, each lasting 4 s:
+      | kind            | count |
+      | HTTP download   | 2     |
+      | HTTP keep-alive | 2     |
+      | raw TCP         | 2     |
+    When bosh deploys a new release to every VM with canaries 1 and max_in_flight 1
+    Then the deploy completes
+    And every stream open when vm0's drain began broke
+
+  Scenario: drain by hand, then undrain: the streams survive both moves, the second a preemption
+    Given the job property vipdrain.drain.preserve_connections is true
+    And a running group of 2 VMs with advert_int 0.2 s
+    And these long-lived connections are open through the VIP, each lasting 4 s:
+      | kind            | count |
+      | HTTP keep-alive | 2     |
+      | raw TCP         | 2     |
+    And a load client sends 200 requests a second to each VIP
+    When the operator runs "vipdrain drain" on vm0
+    Then the VIP ends on vm1
+    And "vipdrain status" on vm1 shows that it forwards the VIP's old connections to vm0
+    When every stream has been opened again since
+    And the operator runs "vipdrain undrain" on vm0
+    Then the VIP ends on vm0
+    And every stream open on vm1 when vm0 took the VIP back finished on vm1
+    And no stream broke
+    And no request failed
+
+  Scenario: undrain right after a drain: vm0's own connections stay with it
+    Given the job property vipdrain.drain.preserve_connections is true
+    And a running group of 2 VMs with advert_int 0.2 s
+    And these long-lived connections are open through the VIP, each lasting 4 s:
+      | kind            | count |
+      | HTTP keep-alive | 2     |
+      | raw TCP         | 2     |
+    And a load client sends 200 requests a second to each VIP
+    When the operator runs "vipdrain drain" on vm0
+    And the operator runs "vipdrain undrain" on vm0
+    Then the VIP ends on vm0
+    And no stream broke
+    And no request failed
+
+  Scenario: a crash is no drain: nothing is forwarded, the old connections are reset at once
+    Given the job property vipdrain.drain.preserve_connections is true
+    And a running group of 2 VMs with advert_int 0.2 s
+    And these long-lived connections are open through the VIP, each lasting 30 s:
+      | kind            | count |
+      | HTTP keep-alive | 2     |
+    When vm0's network link is cut
+    Then the VIP ends on vm1
+    And every stream open on vm0 was reset, none left hanging
+    And vm1 forwards no connections

@@ -1,0 +1,78 @@
+"""bench/run.py's "streams survived": which long-lived streams had to outlive a VIP move."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from vipdrain.lab.bosh import Step
+from vipdrain.lab.client import Stream
+from vipdrain.lab.observer import Interval
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load_bench():  # bench/run.py is a script next to its `strategies` module, not a package
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("vipdrain_bench_run", BENCH / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+streams_across_moves = _load_bench().streams_across_moves
+
+SECONDS = 6.0
+
+
+def held(*spans: tuple[float, float, str]) -> list[Interval]:
+    return [Interval(a, b, frozenset(h.split("+")) if h else frozenset()) for a, b, h in spans]
+
+
+def stream(opened: float, vm: str, outcome: str = "finished") -> Stream:
+    return Stream(mode="tcp", time=opened, end=opened + SECONDS, outcome=outcome, vm=vm)
+
+
+# vm0 holds the VIP until 10 s; its stop side begins at 9 s; vm1 takes over at 10 s.
+STOP_SIDE = [Step("vm0", "unmonitor", 9.0, 9.0), Step("vm0", "drain", 9.0, 9.8)]
+HANDOFF = held((0, 10, "vm0"), (10, 30, "vm1"))
+
+
+@pytest.mark.parametrize(("s", "at_risk"), [
+    (stream(5.0, "vm0"), True),        # open when the stop side began, due at 11 s, after the move
+    (stream(3.5, "vm0"), False),       # due at 9.5 s: ended by itself before the move
+    (stream(9.5, "vm0"), False),       # opened after the stop side began (the drain's own business)
+    (stream(5.0, "vm1"), False),       # not on the VM that lost the VIP
+    (stream(5.0, None), False),        # never served a line: on no VM
+])
+def test_a_stream_is_at_risk_when_it_spans_its_vms_stop_side_and_the_move(s: Stream, at_risk: bool) -> None:
+    assert streams_across_moves([s], SECONDS, HANDOFF, STOP_SIDE) == ([s] if at_risk else [])
+
+
+def test_a_gap_without_holder_still_counts_as_a_move_from_the_last_holder() -> None:
+    s = stream(5.0, "vm0", "broken")
+    ivs = held((0, 10, "vm0"), (10, 10.5, ""), (10.5, 30, "vm1"))
+    assert streams_across_moves([s], SECONDS, ivs, STOP_SIDE) == [s]
+
+
+def test_a_stale_copy_on_the_old_holder_does_not_hide_the_move() -> None:
+    # naive-stop: kill -9 leaves the VIP on vm0's interface while vm1 takes it.
+    s = stream(5.0, "vm0", "broken")
+    ivs = held((0, 10, "vm0"), (10, 14, "vm0+vm1"), (14, 30, "vm1"))
+    assert streams_across_moves([s], SECONDS, ivs, STOP_SIDE) == [s]
+
+
+def test_a_preemption_counts_from_the_move_itself() -> None:
+    # vm0 came back (started at 20 s) and takes the VIP back from vm1 at 22 s: no stop side of vm1.
+    steps = [*STOP_SIDE, Step("vm0", "start", 20.0, 20.1)]
+    ivs = held((0, 10, "vm0"), (10, 22, "vm1"), (22, 22.02, "vm0+vm1"), (22.02, 40, "vm0"))
+    on_vm1 = stream(19.0, "vm1")
+    assert streams_across_moves([on_vm1], SECONDS, ivs, steps) == [on_vm1]
+    # vm0's old stop side (9 s) is over: a stream of vm0 is not put at risk by it twice.
+    assert streams_across_moves([stream(21.0, "vm1")], SECONDS, ivs, steps) == [stream(21.0, "vm1")]
+    assert streams_across_moves([stream(23.0, "vm1")], SECONDS, ivs, steps) == []
