@@ -215,24 +215,27 @@ def streams_across_moves(streams: Iterable[Stream], seconds: float, intervals: S
     """The streams that had to outlive a VIP move away from the VM serving them.
 
     A VM loses the VIP's clients when another VM is first seen holding it (its gratuitous ARP).
-    A stream is at risk when it was served by that VM, opened before the VM's trouble began -
-    the start of its stop side (`unmonitor`) when the move happened during one, else the move
-    itself (a preemption) - and due to end after the move: a stream that ended by itself
-    before proves nothing.
+    A stream is at risk when it was served by that VM, opened before the VM's trouble began, and
+    due to end after the move (a stream that ended by itself before proves nothing). The trouble
+    began at the VM's stop side (`unmonitor`) when this is the first move away from it since
+    then - a naive stop may even restart the VM before its peer takes over - and at the move
+    itself otherwise (a preemption).
     """
-    steps = list(steps)
+    unmonitored: dict[str, list[float]] = {}
+    for s in steps:
+        if s.step == "unmonitor":
+            unmonitored.setdefault(s.vm, []).append(s.start)
     lost: list[tuple[str, float, float]] = []  # (vm, trouble began, move)
+    last_loss: dict[str, float] = {}
     last: frozenset[str] = frozenset()
     for iv in intervals:
         if not iv.holders:
             continue
         new = iv.holders - last
         for vm in (last - new) if new else ():
-            since = [s.start for s in steps if s.vm == vm and s.step == "unmonitor" and s.start <= iv.start]
-            began = max(since, default=iv.start)
-            if any(s.vm == vm and s.step == "start" and began < s.start <= iv.start for s in steps):
-                began = iv.start  # that stop side was over: this move is a preemption
-            lost.append((vm, began, iv.start))
+            since = [t for t in unmonitored.get(vm, []) if last_loss.get(vm, float("-inf")) < t <= iv.start]
+            lost.append((vm, max(since, default=iv.start), iv.start))
+            last_loss[vm] = iv.start
         last = iv.holders
     out = {}
     for s in streams:

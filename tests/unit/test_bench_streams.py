@@ -67,12 +67,22 @@ def test_a_stale_copy_on_the_old_holder_does_not_hide_the_move() -> None:
     assert streams_across_moves([s], SECONDS, ivs, STOP_SIDE) == [s]
 
 
+def test_a_naive_stop_counts_from_its_stop_side_even_if_the_vm_restarted_before_the_move() -> None:
+    # kill -9 of keepalived, an instant update: vm0 runs again at 9.5 s, vm1 takes over at 12 s.
+    steps = [*STOP_SIDE, Step("vm0", "start", 9.5, 9.6)]
+    ivs = held((0, 12, "vm0"), (12, 14, "vm0+vm1"), (14, 30, "vm1"))
+    s = stream(7.0, "vm0", "broken")
+    assert streams_across_moves([s], SECONDS, ivs, steps) == [s]
+
+
 def test_a_preemption_counts_from_the_move_itself() -> None:
-    # vm0 came back (started at 20 s) and takes the VIP back from vm1 at 22 s: no stop side of vm1.
-    steps = [*STOP_SIDE, Step("vm0", "start", 20.0, 20.1)]
+    # vm1 holds the VIP since vm0's drain; vm0, back, takes it again at 22 s: no stop side of vm1.
     ivs = held((0, 10, "vm0"), (10, 22, "vm1"), (22, 22.02, "vm0+vm1"), (22.02, 40, "vm0"))
-    on_vm1 = stream(19.0, "vm1")
-    assert streams_across_moves([on_vm1], SECONDS, ivs, steps) == [on_vm1]
-    # vm0's old stop side (9 s) is over: a stream of vm0 is not put at risk by it twice.
-    assert streams_across_moves([stream(21.0, "vm1")], SECONDS, ivs, steps) == [stream(21.0, "vm1")]
-    assert streams_across_moves([stream(23.0, "vm1")], SECONDS, ivs, steps) == []
+    assert streams_across_moves([stream(19.0, "vm1")], SECONDS, ivs, STOP_SIDE) == [stream(19.0, "vm1")]
+    assert streams_across_moves([stream(23.0, "vm1")], SECONDS, ivs, STOP_SIDE) == []
+    # vm1's own stop side later (VIP back on vm1 at 31 s, its unmonitor at 38 s, the move at 40 s)
+    # counts from its unmonitor, not from the earlier preemption.
+    steps = [*STOP_SIDE, Step("vm0", "unmonitor", 30.0, 30.0), Step("vm1", "unmonitor", 38.0, 38.0)]
+    ivs = held((0, 10, "vm0"), (10, 22, "vm1"), (22, 31, "vm0"), (31, 40, "vm1"), (40, 50, "vm0"))
+    assert streams_across_moves([stream(35.0, "vm1")], SECONDS, ivs, steps) == [stream(35.0, "vm1")]
+    assert streams_across_moves([stream(38.5, "vm1")], SECONDS, ivs, steps) == []
