@@ -26,7 +26,7 @@ from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
-from vipdrain.preserve import end_handoff, start_handoff
+from vipdrain.preserve import end_handoff, open_connections, start_handoff
 from vipdrain.priority import effective_priority
 from vipdrain.verdicts import (
     Plan,
@@ -148,6 +148,8 @@ class Drain:
     #: Tells the peers to forward this VM's connections back to it (vipdrain.preserve).
     announce: Callable[[JobConfig, Layout, list[Vip]], list[str]] = start_handoff
     stop_announcing: Callable[[Layout], None] = end_handoff
+    #: Connections to the VIPs this VM still serves (what the grace period is for).
+    connections: Callable[[list[IPAddress]], int] = open_connections
     _resigned_at: float | None = field(default=None, init=False)
     _resigns: int = field(default=0, init=False)
 
@@ -176,7 +178,9 @@ class Drain:
         log.info("%s: %s", decision.value, why)
         if decision is Plan.NOTHING_TO_DO:
             self._hold(args)
-            return DrainOutcome(0, why)
+            # Holding nothing is not having nothing: a VM the VIP was taken from by preemption
+            # still serves the connections the new master forwards back to it.
+            return DrainOutcome(self._after_handoff(args) if self._serving() else 0, why)
         unable = why if decision is Plan.NO_PEER else self._peers_unable_to_serve()
         if unable is not None:
             self._hold(args)
@@ -308,10 +312,23 @@ class Drain:
                             + "; ".join(v.reason for v in verdicts if not v.ok))
 
     def _after_handoff(self, args: DrainArgs) -> int:
-        """What BOSH waits before stopping haproxy: the grace period when connections are kept."""
+        """What BOSH waits before stopping haproxy: the grace period when connections are kept.
+
+        After a handoff always: a connection whose SYN reached this VM just before the clients'
+        ARP switch is only being set up when the drain counts.
+        """
         if self.cfg.drain.preserve_connections and not args.manual:
             return math.ceil(self.cfg.drain.preserve_grace)
         return 0
+
+    def _serving(self) -> bool:
+        """Does this VM still serve connections to its VIPs (it may hold none of them)?"""
+        if not self.cfg.drain.preserve_connections:
+            return False
+        count = self.connections([v.address for v in self.cfg.vips])
+        if count:
+            log.info("holding no VIP but serving %d connection(s) to them (a peer forwards them here)", count)
+        return count > 0
 
     def _no_peer(self, args: DrainArgs, why: str) -> DrainOutcome:
         policy = self.cfg.drain.no_peer_policy

@@ -100,6 +100,7 @@ LOCAL_FLOW_SLACK = 10.0
 FORWARD_MACS = "fwdmacs"
 #: TCP states in /proc/net/tcp* without a connection to keep: LISTEN (0A) and CLOSE (07).
 _NOT_CONNECTED = {"0A", "07"}
+_TIME_WAIT = "06"
 #: The repeater announces for the drain's deadline plus this, then gives up.
 ANNOUNCE_SLACK = 5.0
 NFT_TIMEOUT = 10.0
@@ -251,17 +252,19 @@ def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdve
 Flow = tuple[IPAddress, int, IPAddress, int]
 
 
-def local_flows(proc_net_tcp: str, vips: Iterable[IPAddress]) -> list[Flow]:
+def local_flows(proc_net_tcp: str, vips: Iterable[IPAddress], *, time_wait: bool = True) -> list[Flow]:
     """Connections this VM has to `vips`, from /proc/net/tcp or /proc/net/tcp6 text, as the
-    local set keys them: (client address, client port, VIP, VIP port).
+    local set keys them: (client address, client port, VIP, VIP port). `time_wait=False` leaves
+    out connections that are over (TIME_WAIT: the kernel only absorbs stray packets for them).
 
     Addresses there are 32-bit words printed in host byte order; ports are plain hex.
     """
     wanted = set(vips)
+    skip = _NOT_CONNECTED if time_wait else _NOT_CONNECTED | {_TIME_WAIT}
     flows = []
     for line in proc_net_tcp.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 4 or fields[3] in _NOT_CONNECTED:
+        if len(fields) < 4 or fields[3] in skip:
             continue
         (local, lport), (remote, rport) = (f.split(":") for f in fields[1:3])
         vip, client = _proc_address(local), _proc_address(remote)
@@ -403,6 +406,12 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
              "(%d connections of its own stay here)",
              ", ".join(str(v.address) for v, _ in arms), ", ".join(sorted({m for _, m in arms})), timeout, len(flows))
     return []
+
+
+def open_connections(vips: Iterable[IPAddress], read: Callable[[int], str] | None = None) -> int:
+    """How many connections to `vips` this VM still serves (over IPv4 and IPv6)."""
+    wanted = list(vips)
+    return sum(len(local_flows((read or read_proc_tcp)(v), wanted, time_wait=False)) for v in (4, 6))
 
 
 def read_proc_tcp(version: int) -> str:

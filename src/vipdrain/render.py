@@ -149,6 +149,14 @@ def _global_defs(cfg: JobConfig, layout: Layout) -> list[str]:
         f"vrrp_garp_master_delay {cfg.garp.master_delay}",
         f"vrrp_garp_master_repeat {cfg.garp.master_repeat}",
         f"vrrp_garp_master_refresh {cfg.garp.master_refresh}",
+        # When a split brain heals, clients may still send the VIP to the losing master's MAC.
+        # A master that hears a lower-priority master re-announces the VIP, in the bursts it
+        # sends on becoming MASTER (keepalived's default too; written out so it visibly follows
+        # keepalived.garp.*). It must hear the loser, though: a master that hears a higher
+        # priority steps down silently, so the loser sends one last advert before it does.
+        f"vrrp_garp_lower_prio_repeat {cfg.garp.master_repeat}",
+        f"vrrp_garp_lower_prio_delay {cfg.garp.master_delay}",
+        "vrrp_higher_prio_send_advert true",
         # Transitions through one FIFO, read by one process: in the order keepalived made them.
         # (Per-transition notify scripts run concurrently and can record an old state last.)
         f"vrrp_notify_fifo {_quoted(str(layout.notify_fifo))}",

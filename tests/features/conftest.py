@@ -287,6 +287,16 @@ def deploy_everything(lab: Lab, story: Story, triggers: tuple[Trigger, ...], tra
     return bosh(lab, story, triggers, traffic, changes, policy, lambda d: d.deploy(changes, policy))
 
 
+@when(parsers.parse("bosh deploys a new release to every VM with canaries {canaries:d}, max_in_flight "
+                    "{in_flight:d} and {watch:g} s watch time"), target_fixture="deploy")
+def deploy_everything_watched(lab: Lab, story: Story, triggers: tuple[Trigger, ...], traffic: Traffic | None,
+                              canaries: int, in_flight: int, watch: float) -> BoshRun:
+    """The same, with the director watching each started VM (`update_watch_time`) before the next."""
+    changes = every_vm(lab)
+    policy = UpdatePolicy(canaries=canaries, max_in_flight=in_flight, watch_seconds=watch)
+    return bosh(lab, story, triggers, traffic, changes, policy, lambda d: d.deploy(changes, policy))
+
+
 @when(parsers.parse("bosh deploys a new release to {vm} only"), target_fixture="deploy")
 def deploy_one(lab: Lab, story: Story, triggers: tuple[Trigger, ...], traffic: Traffic | None, vm: str) -> BoshRun:
     changes, policy = {lab.vm(vm).name: None}, UpdatePolicy()

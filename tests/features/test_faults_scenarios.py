@@ -12,8 +12,9 @@ from vipdrain.lab.cluster import Lab
 
 scenarios("faults")
 
-#: Clients learned the losing side's MAC during the split brain; they follow the survivor once
-#: their ARP entry is refreshed (measured: 3 to 32 s), hence a generous deadline.
+#: Clients learned the losing side's MAC during the split brain. The surviving master re-announces
+#: the VIP when the partition ends (tests/lab/test_split_brain_lab.py); before it did, clients
+#: followed only when their ARP entry was refreshed (3 to 32 s). The deadline stays generous.
 ANSWERED_AGAIN_DEADLINE = 60.0
 
 

@@ -143,6 +143,27 @@ def test_backup_returns_at_once(layout):
     assert read_hold(layout).track_value == 1
 
 
+@pytest.mark.parametrize(("preserving", "open_here", "printed"), [
+    (True, 2, 8),    # the VIP was taken from it by preemption: the new master forwards these here
+    (True, 0, 0),    # nothing to keep: haproxy may stop at once
+    (False, 2, 0),   # without preservation nobody forwards anything here
+], ids=["serving", "idle", "off"])
+def test_a_backup_waits_the_grace_period_only_while_it_serves_connections(layout, preserving, open_here, printed):
+    clock = FakeClock()
+    cfg = make_cfg(preserve_connections=preserving, preserve_grace=7.5)
+    asked = []
+
+    def connections(vips):
+        asked.append(vips)
+        return open_here
+
+    drain = Drain(cfg, layout, FakeObserver(cfg, clock, held=set()), clock=clock, sleep=clock.sleep,
+                  keep_copy=fake_copy, connections=connections)
+    assert drain.run(BOSH_CHANGED).value == printed
+    assert asked == ([[ipaddress.ip_address("192.0.2.100")]] if preserving else [])
+    assert drain.run(DrainArgs(manual=True, action="manual")).value == 0  # an operator is never kept waiting
+
+
 def test_single_instance_does_not_wait(layout):
     clock = FakeClock()
     cfg = make_cfg(peers=0)

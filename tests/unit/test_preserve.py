@@ -258,6 +258,15 @@ def test_own_connections_to_the_vips_are_read_from_proc_net_tcp() -> None:
         (ipaddress.ip_address("2001:db8::7"), 40960, VIP6, 443), (client, 40961, VIP4, 80)]
 
 
+@pytest.mark.skipif(sys.byteorder != "little", reason="the samples are from a little-endian machine")
+def test_open_connections_count_what_is_still_served_not_what_is_over() -> None:
+    samples = {4: PROC_NET_TCP, 6: PROC_NET_TCP6}
+    # tcp: one established to VIP4 (the TIME_WAIT one is over); tcp6: one to VIP4 (v4-mapped).
+    assert preserve.open_connections([VIP4], read=samples.__getitem__) == 2
+    assert preserve.open_connections([VIP6], read=samples.__getitem__) == 1
+    assert preserve.open_connections([ipaddress.ip_address("192.0.2.200")], read=samples.__getitem__) == 0
+
+
 def test_own_connections_are_marked_local_for_as_long_as_the_arm_and_then_some() -> None:
     script = preserve.arm_ruleset([(vip(VIP4), PEER_MAC)], {"eth0": 0}, timeout=6.0,
                                   flows=[(ipaddress.ip_address("198.51.100.7"), 40000, VIP4, 80),

@@ -36,8 +36,22 @@ def test_global_defs(parse, make_raw, conf_layout, conf):
     assert g.words("script_user") == [["root"]]
     assert "enable_script_security" in g.lines
     assert g.words("vrrp_garp_master_delay") == [["1"]] and g.words("vrrp_garp_master_repeat") == [["3"]]
+    assert g.words("vrrp_garp_lower_prio_delay") == [["1"]] and g.words("vrrp_garp_lower_prio_repeat") == [["3"]]
+    assert g.words("vrrp_higher_prio_send_advert") == [["true"]]
     assert g.words("vrrp_mcast_group4") == [["224.0.0.18"]] and g.words("vrrp_mcast_group6") == [["ff02::12"]]
     assert "notification_email" not in g.blocks
+
+
+def test_a_healed_split_brain_is_re_announced_with_the_garp_properties(parse, make_raw, conf_layout, conf):
+    # The loser of a split brain sends one last advert as it steps down; the survivor, hearing a
+    # lower-priority master, re-announces the VIP with the bursts it sends on becoming MASTER.
+    _, text = render(parse, make_raw, conf_layout, {"keepalived.garp.master_delay": 0,
+                                                    "keepalived.garp.master_repeat": 5})
+    g = conf(text).blocks["global_defs"]
+    assert g.words("vrrp_higher_prio_send_advert") == [["true"]]
+    assert g.words("vrrp_garp_lower_prio_repeat") == [["5"]] and g.words("vrrp_garp_lower_prio_delay") == [["0"]]
+    # Nothing per instance: an operator's `garp_lower_prio_repeat` in extra.vrrp_instance still wins.
+    assert "lower_prio" not in "\n".join(conf(text).blocks["vrrp_instance vip_1"].lines)
 
 
 def test_one_vrrp_instance_per_vip(parse, make_raw, conf_layout, conf):

@@ -96,6 +96,16 @@ class UpdatePolicy:
     canaries: int = 1
     max_in_flight: int = 1
     skip_drain: bool = False
+    #: `update_watch_time`'s lower bound: after post-start the director keeps checking that monit
+    #: reports the VM running before it moves on (seconds on a real director; 0: the lab's instant).
+    watch_seconds: float = 0.0
+
+
+def watch(seconds: float) -> str:
+    """The director's watch time after an instance started, simulated (the lab has nothing to
+    poll: monit reports the VM running at once)."""
+    threading.Event().wait(seconds)
+    return f"watched {seconds:g} s"
 
 
 @dataclass
@@ -183,6 +193,8 @@ class Director:
 
         def update(vm: LabVM) -> None:
             self.update_instance(vm, changes[vm.name], policy.skip_drain)
+            if policy.watch_seconds > 0:
+                self._step(vm, "watch", lambda: watch(policy.watch_seconds))
 
         for vm in canaries:
             update(vm)

@@ -8,6 +8,7 @@ stateless: it restores every VM, whether or not it was faulted).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -133,8 +134,10 @@ class Faults:
 
     def _sources(self, vm: VM) -> tuple[list[str], list[str]]:
         """Addresses `vm` may send adverts from: its IPv4 and IPv6 addresses, link-local included
-        (keepalived sends IPv6 adverts from the link-local address)."""
-        addrs = [e.address for e in vm.call(rtnl.dump) if not e.on_loopback]
+        (keepalived sends IPv6 adverts from the link-local address). Never a VIP: it comes and
+        goes, and a restore naming one the set does not hold would fail as a whole."""
+        vips = {str(ipaddress.ip_address(v)) for v in self.lab.vips}
+        addrs = [e.address for e in vm.call(rtnl.dump) if not e.on_loopback and e.address not in vips]
         return [a for a in addrs if "." in a], [a for a in addrs if ":" in a]
 
     def _set_elements(self, vm: VM, peer: VM, verb: str) -> None:
