@@ -378,8 +378,17 @@ def remove_forwarder(run: Runner = run_command) -> None:
         log.info("removed nft table %s %s", TABLE_FAMILY, TABLE)
 
 
+def read_proc_tcp(version: int) -> str:
+    """/proc/net/tcp (4) or /proc/net/tcp6 (6) of this network namespace; "" when unreadable."""
+    try:
+        return Path(f"/proc/net/tcp{'6' if version == 6 else ''}").read_text()
+    except OSError:
+        return ""
+
+
 def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
-                 fresh_since: float, run: Runner = run_command) -> list[str]:
+                 fresh_since: float, run: Runner = run_command, read: Callable[[int], str] = read_proc_tcp,
+                 ) -> list[str]:
     """Before this VM releases a hold (post-start, undrain) and may take VIPs from a running peer
     by preemption: arm its own table for them, towards that peer. Returns warnings; never raises.
 
@@ -397,7 +406,7 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
     timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)
     # Connections this VM still has to the VIPs (served through a peer's forwarding since it
     # last held them) come straight here after the takeover: they must not be sent away.
-    flows = [f for v in (4, 6) for f in local_flows(read_proc_tcp(v), [vip.address for vip, _ in arms])]
+    flows = own_flows([vip.address for vip, _ in arms], read=read)
     done = run([_nft(), "-f", "-"], arm_ruleset(arms, interface_numbers(cfg.vips), timeout, flows))
     if done.returncode != 0:
         return [f"connection preservation: cannot arm the takeover of {', '.join(str(v.address) for v, _ in arms)}: "
@@ -408,18 +417,16 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
     return []
 
 
-def open_connections(vips: Iterable[IPAddress], read: Callable[[int], str] | None = None) -> int:
-    """How many connections to `vips` this VM still serves (over IPv4 and IPv6)."""
+def own_flows(vips: Iterable[IPAddress], *, time_wait: bool = True,
+              read: Callable[[int], str] = read_proc_tcp) -> list[Flow]:
+    """This VM's connections to `vips`, over IPv4 and IPv6 (see `local_flows`)."""
     wanted = list(vips)
-    return sum(len(local_flows((read or read_proc_tcp)(v), wanted, time_wait=False)) for v in (4, 6))
+    return [f for version in (4, 6) for f in local_flows(read(version), wanted, time_wait=time_wait)]
 
 
-def read_proc_tcp(version: int) -> str:
-    """/proc/net/tcp (4) or /proc/net/tcp6 (6) of this network namespace; "" when unreadable."""
-    try:
-        return Path(f"/proc/net/tcp{'6' if version == 6 else ''}").read_text()
-    except OSError:
-        return ""
+def open_connections(vips: Iterable[IPAddress], read: Callable[[int], str] = read_proc_tcp) -> int:
+    """How many connections to `vips` this VM still serves (TIME_WAIT ones are over)."""
+    return len(own_flows(vips, time_wait=False, read=read))
 
 
 def list_table_argv() -> list[str]:
@@ -435,7 +442,7 @@ def forwarding_now(cfg: JobConfig, run: Runner = run_command) -> dict[str, str]:
     listing = run(list_table_argv(), None)
     try:
         return parse_armed(listing.stdout) if listing.returncode == 0 else {}
-    except ValueError:
+    except (ValueError, KeyError, TypeError):  # not the listing this nft version was expected to give
         return {}
 
 

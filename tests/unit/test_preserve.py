@@ -276,25 +276,28 @@ def test_own_connections_are_marked_local_for_as_long_as_the_arm_and_then_some()
     assert "2001:db8::7" not in script  # not a VIP being armed
 
 
-def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover() -> None:
+@pytest.mark.skipif(sys.byteorder != "little", reason="the samples are from a little-endian machine")
+def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover_keeping_own_connections() -> None:
     cfg = replace(make_cfg(), advert_int=1.0)
     run = FakeRunner()
-    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run) == []
+    samples = {4: PROC_NET_TCP, 6: ""}
+    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=samples.__getitem__) == []
     [(argv, stdin)] = run.calls
     assert argv[1:] == ["-f", "-"]
-    assert stdin is not None and "timeout 35000ms" in stdin  # grace 30 s + 4 x advert_int + 1 s
+    assert stdin is not None and "armed4_0 { 192.0.2.100 timeout 35000ms" in stdin  # 30 s + 4 x 1 s + 1 s
+    assert "local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 timeout 45000ms }" in stdin
 
 
 @pytest.mark.parametrize("cfg", [make_cfg(preserve_connections=False), make_cfg(peers=())], ids=["off", "no-peers"])
 def test_arm_takeover_does_nothing_without_preservation_or_peers(cfg: JobConfig) -> None:
     run = FakeRunner()
-    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run) == []
+    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "") == []
     assert run.calls == []
 
 
 def test_a_failed_arm_is_a_warning_naming_the_vip() -> None:
     run = FakeRunner(returncode=1, stderr="Error: No such file or directory")
-    [warning] = preserve.arm_takeover(make_cfg(), {(1, 4): advert()}, 200, 99.0, run=run)
+    [warning] = preserve.arm_takeover(make_cfg(), {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "")
     assert str(VIP4) in warning and "No such file" in warning
 
 
