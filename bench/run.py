@@ -4,6 +4,7 @@
     python bench/run.py                 # full run (3 repeats; about 25 min on 2 cores)
     python bench/run.py --quick         # 1 repeat, N = 2 and 3, advert_int 0.1 s only (a few minutes)
     python bench/run.py --repeats 5 --nodes 3 --advert-ints 1 --strategies vipdrain,naive-stop
+    python bench/run.py --strategies '' --vip-counts 1,50 --repeats 10 --name scaling  # drain cost only
 
 Needs root (real keepalived + haproxy in network namespaces: `vipdrain.lab`). For every
 advert_int x N x strategy it brings up one lab, starts a load client (one new connection per

@@ -21,12 +21,12 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the CLI imports this module on every run: keep its import cheap
+if TYPE_CHECKING:  # annotations only: the schema loads when the generator runs
     from vipdrain.schema import PropertyDef
 
 JOB = "keepalived"
@@ -483,7 +483,7 @@ def find_repo(start: Path | None = None) -> Path:
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def _cmd_generate_job(args: argparse.Namespace) -> int:
+def cmd_generate_job(args: argparse.Namespace) -> int:
     from vipdrain.schema import PROPERTIES
 
     repo = Path(args.repo).resolve() if args.repo else find_repo()
@@ -511,30 +511,10 @@ def _cmd_generate_job(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_keepalived_argv(args: argparse.Namespace) -> int:
+def cmd_keepalived_argv(args: argparse.Namespace) -> int:
     from vipdrain.keepalived import command_line
     from vipdrain.layout import Layout
 
     for arg in command_line(Layout.from_env(args.root), args.config_id):
         print(arg)
     return 0
-
-
-def register(subparsers: Any, add_config_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add `generate-job` and `keepalived-argv` to the `vipdrain` command line."""
-    p = subparsers.add_parser(
-        "generate-job",
-        help="write jobs/keepalived/ and docs/PROPERTIES.md from lifecycle/ and the property schema",
-    )
-    p.add_argument("--repo", metavar="DIR", help="release root holding lifecycle/ (default: found from here)")
-    p.add_argument("--out", metavar="DIR", help="write under DIR instead of the release root")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
-    p.set_defaults(handler=_cmd_generate_job)
-
-    p = subparsers.add_parser(
-        "keepalived-argv",
-        help="print the command line that runs this job's keepalived, one argument per line",
-    )
-    add_config_options(p)
-    p.add_argument("--config-id", default=JOB, metavar="ID", help=f"keepalived's -i config id (default: {JOB})")
-    p.set_defaults(handler=_cmd_keepalived_argv)

@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars() -> list[Callable[..., None]]:
-    """Command groups living in their own modules (they import lazily inside their handlers)."""
+    """Command groups defined in `vipdrain.commands` (generate-job, lab, demo...): their parsers
+    are built here, their modules imported only when one of their commands runs."""
     from vipdrain import commands
 
     return commands.REGISTRARS

@@ -6,6 +6,7 @@ an `ip -j addr` subprocess several.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 
@@ -21,10 +22,16 @@ def local_addresses() -> dict[str, list[IPAddress]]:
         found: dict[str, list[IPAddress]] = {name: [] for name in names.values()}
         for event in rtnl.dump():
             name = names.get(event.ifindex) or socket.if_indextoname(event.ifindex)
-            found.setdefault(name, []).append(ipaddress.ip_address(event.address))
+            found.setdefault(name, []).append(_address(event.address))
     except OSError as exc:
         raise RuntimeFailure(f"cannot list local addresses over netlink: {exc}") from exc
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> IPAddress:
+    """Parsed once per address: the same few come back in every dump."""
+    return ipaddress.ip_address(text)
 
 
 def find_interface(addresses: dict[str, list[IPAddress]], ip: IPAddress) -> str | None:

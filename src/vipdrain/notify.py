@@ -7,11 +7,13 @@ keepalived's order. It must not depend on the job config being loadable: it only
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from vipdrain.fsutil import atomic_write
 from vipdrain.layout import Layout
@@ -51,15 +53,23 @@ def record_transition(layout: Layout, kind: str, name: str, state: str, priority
     return t
 
 
-def _parse(line: str) -> Transition:
+@functools.lru_cache(maxsize=1024)
+def _parse(line: str | bytes) -> Transition:
+    """Cached by the text itself: the drain reads every state file many times a second, and a file
+    rewritten with anything new (every line has its own time) is parsed again."""
     raw = json.loads(line)
     return Transition(str(raw["instance"]), str(raw["state"]), int(raw["priority"]), float(raw["time"]))
 
 
 def read_state(layout: Layout, name: str) -> Transition | None:
     """Last transition recorded for `name`, or None when missing or unreadable."""
+    return read_state_file(layout.state_file(name))
+
+
+def read_state_file(path: Path) -> Transition | None:
+    """`read_state` of a state file whose path the caller keeps (no path building per read)."""
     try:
-        return _parse(layout.state_file(name).read_text())
+        return _parse(path.read_bytes())
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
 
@@ -80,12 +90,17 @@ def recent_transitions(layout: Layout, limit: int = 10) -> list[Transition]:
 
 
 def parse_fifo_line(line: str) -> tuple[str, str, str, str] | None:
-    """`INSTANCE "vip_1" MASTER 150` -> (kind, name, state, priority); None for anything else."""
+    """`INSTANCE "vip_1" MASTER 150` -> (kind, name, state, priority); None for anything else.
+
+    Only the states of STATES count: keepalived also writes events there, e.g.
+    `MASTER_RX_LOWER_PRI` (a master heard a lower-priority master: it re-announces and stays
+    MASTER), which are no change of state and must not overwrite one.
+    """
     try:
         words = shlex.split(line)
     except ValueError:
         return None
-    if len(words) < 3:
+    if len(words) < 3 or words[2].upper() not in STATES:
         return None
     kind, name, state, *rest = words
     return kind, name, state, rest[0] if rest else "-1"

@@ -14,7 +14,7 @@ from types import TracebackType
 from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
-from vipdrain.notify import read_state
+from vipdrain.notify import read_state_file
 from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip
 
 log = logging.getLogger("vipdrain.observe")
@@ -44,6 +44,8 @@ class LiveObserver:
         self.sources: dict[tuple[int, int], dict[IPAddress, PeerAdvert]] = {}
         #: Our own keepalived's adverts as (received, priority): shows when it applied the hold.
         self.own: list[tuple[float, int]] = []
+        #: Each VIP's state file, read on every look (`views`).
+        self._state_files = {vip.name: layout.state_file(vip.name) for vip in cfg.vips}
 
     def __enter__(self) -> LiveObserver:
         try:
@@ -95,8 +97,9 @@ class LiveObserver:
 
     def views(self, own_priority: int) -> list[VipView]:
         """One observation of every VIP of the job."""
-        local = self._addresses()
-        mine = {ip for ips in local.values() for ip in ips} | {self.cfg.instance.ip}
+        # Sets: each VIP is looked up in its interface's addresses (many, with many VIPs).
+        local = {name: set(ips) for name, ips in self._addresses().items()}
+        mine = set().union(*local.values(), {self.cfg.instance.ip})
         now = self._clock()
         out = []
         serving: dict[IPAddress, str | None] = {}
@@ -110,7 +113,7 @@ class LiveObserver:
                     serving[peer.source] = self.peer_problem(peer.source)
                 problem = serving[peer.source]
             draining = recent if recent and recent.source not in mine and 0 < recent.priority <= own_priority else None
-            state = read_state(self.layout, vip.name)
+            state = read_state_file(self._state_files[vip.name])
             out.append(VipView(
                 vip=vip,
                 # Only the VIP's own interface counts: a copy on lo (see vipdrain.vipaddr) is silent.

@@ -1,15 +1,23 @@
-"""Interface addresses over rtnetlink: a one-shot dump and an event socket (no `ip` subprocesses).
+"""Interface addresses over rtnetlink: a one-shot dump, an event socket, and adding or removing
+one address (no `ip` subprocesses).
 
 Sockets are opened inside a namespace with `netns.call_in` and keep working from any thread.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vipdrain.model import IPAddress
 
 NETLINK_ROUTE = 0
 RTM_NEWADDR = 20
@@ -18,6 +26,9 @@ RTM_GETADDR = 22
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_REPLACE = 0x100
+NLM_F_CREATE = 0x400
 NLM_F_DUMP = 0x300
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
@@ -28,6 +39,7 @@ LOOPBACK_INDEX = 1  # `lo` is always interface 1 in a fresh namespace
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTATTR = struct.Struct("=HH")
+_NLMSGERR = struct.Struct("=i")
 
 
 @dataclass(frozen=True)
@@ -60,24 +72,33 @@ def parse(data: bytes) -> Iterator[AddrEvent | None]:
             yield None
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
             family, prefixlen, _f, _scope, index = _IFADDRMSG.unpack_from(data, body)
-            attrs = _attributes(data[body + _IFADDRMSG.size : offset + length])
-            # IPv4: IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on p2p links).
-            raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+            raw = _own_address(data, body + _IFADDRMSG.size, offset + length)
             if raw is not None and family in (socket.AF_INET, socket.AF_INET6):
-                yield AddrEvent(kind == RTM_NEWADDR, str(ipaddress.ip_address(raw)), prefixlen, index)
+                yield AddrEvent(kind == RTM_NEWADDR, _text(raw), prefixlen, index)
         offset += _align(length)
 
 
-def _attributes(data: bytes) -> dict[int, bytes]:
-    attrs: dict[int, bytes] = {}
-    offset = 0
-    while offset + _RTATTR.size <= len(data):
+@functools.lru_cache(maxsize=4096)
+def _text(raw: bytes) -> str:
+    """An address's text form. Cached: a drain dumps the same addresses many times a second."""
+    return str(ipaddress.ip_address(raw))
+
+
+def _own_address(data: bytes, offset: int, end: int) -> bytes | None:
+    """The address in the attributes at data[offset:end]: IFA_LOCAL, the interface's own address
+    (IPv4: IFA_ADDRESS is the peer on p2p links), else IFA_ADDRESS. Only those two are copied:
+    a drain parses every address of the VM many times a second."""
+    found = None
+    while offset + _RTATTR.size <= end:
         length, kind = _RTATTR.unpack_from(data, offset)
         if length < _RTATTR.size:
             break
-        attrs[kind] = data[offset + _RTATTR.size : offset + length]
+        if kind == IFA_LOCAL and length > _RTATTR.size:
+            return data[offset + _RTATTR.size : offset + length]
+        if kind == IFA_ADDRESS:
+            found = data[offset + _RTATTR.size : offset + length]
         offset += _align(length)
-    return attrs
+    return found
 
 
 def _socket(groups: int = 0) -> socket.socket:
@@ -102,6 +123,42 @@ def dump() -> list[AddrEvent]:
                 if event is None:
                     return found
                 found.append(event)
+
+
+def _attribute(kind: int, value: bytes) -> bytes:
+    data = _RTATTR.pack(_RTATTR.size + len(value), kind) + value
+    return data + bytes(_align(len(data)) - len(data))
+
+
+def address_request(add: bool, address: IPAddress, prefixlen: int, ifindex: int, seq: int = 1) -> bytes:
+    """The request `ip addr replace` (`add`) or `ip addr del` sends for ADDRESS/PREFIXLEN on an
+    interface: both IFA_LOCAL and IFA_ADDRESS set, scope global, the kernel's answer asked for."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    body = (_IFADDRMSG.pack(family, prefixlen, 0, 0, ifindex)
+            + _attribute(IFA_LOCAL, address.packed) + _attribute(IFA_ADDRESS, address.packed))
+    kind, flags = ((RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE) if add
+                   else (RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK))
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def answer_errno(data: bytes) -> int:
+    """The errno of the kernel's answer to a request: 0 when done, EPROTO for a message that is
+    no answer (the kernel sends the negated errno in an NLMSG_ERROR message)."""
+    if len(data) < _NLMSGHDR.size + _NLMSGERR.size or _NLMSGHDR.unpack_from(data)[1] != NLMSG_ERROR:
+        return errno.EPROTO
+    (error,) = _NLMSGERR.unpack_from(data, _NLMSGHDR.size)
+    return -error
+
+
+def change_address(add: bool, address: IPAddress, prefixlen: int, interface: str) -> None:
+    """Add (or replace) or remove ADDRESS/PREFIXLEN on `interface` in the calling thread's
+    namespace, as `ip addr replace|del` does; raises OSError when the kernel refuses."""
+    request = address_request(add, address, prefixlen, socket.if_nametoindex(interface))
+    with _socket() as sock:
+        sock.send(request)
+        error = answer_errno(sock.recv(1 << 16))
+    if error:
+        raise OSError(error, os.strerror(error))
 
 
 def monitor_socket() -> socket.socket:

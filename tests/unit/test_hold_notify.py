@@ -94,6 +94,8 @@ def test_parse_fifo_line():
     assert parse_fifo_line('INSTANCE "vip_2" FAULT 0') == ("INSTANCE", "vip_2", "FAULT", "0")
     assert parse_fifo_line('GROUP "g" MASTER') == ("GROUP", "g", "MASTER", "-1")
     assert parse_fifo_line('INSTANCE "unclosed') is None
+    # An event, not a state: the master stays MASTER (it re-announces after a split brain).
+    assert parse_fifo_line('INSTANCE "vip_1" MASTER_RX_LOWER_PRI 200') is None
 
 
 class FakeObserver:

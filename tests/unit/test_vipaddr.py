@@ -1,13 +1,16 @@
-"""The VIP copies on lo are tracked, so a VIP a new release drops does not linger there."""
+"""The VIP copies on lo are tracked, so a VIP a new release drops does not linger there; a refused
+change is told as the `ip` command it stands for."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
-import subprocess
+import os
 
 import pytest
 
 from vipdrain import vipaddr
+from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import Vip
 
@@ -18,13 +21,13 @@ def vip(address: str) -> Vip:
 
 @pytest.fixture
 def ip_calls(monkeypatch) -> list[tuple[str, ...]]:
+    """The address changes made, as the `ip addr` arguments they stand for."""
     calls: list[tuple[str, ...]] = []
 
-    def fake_ip(*args: str) -> subprocess.CompletedProcess[str]:
-        calls.append(args)
-        return subprocess.CompletedProcess(["ip", *args], 0, "", "")
+    def fake_set(add: bool, prefix: str, interface: str) -> None:
+        calls.append(("addr", "replace" if add else "del", prefix, "dev", interface))
 
-    monkeypatch.setattr(vipaddr, "_ip", fake_ip)
+    monkeypatch.setattr(vipaddr, "_set_address", fake_set)
     monkeypatch.setattr(vipaddr, "quiet_arp", lambda interface: None)
     return calls
 
@@ -40,3 +43,15 @@ def test_sync_adds_every_vip_and_removes_the_ones_gone(tmp_path, ip_calls):
     assert ("addr", "del", "2001:db8::100/128", "dev", "lo") in ip_calls
     assert ("addr", "replace", "192.0.2.101/32", "dev", "lo") in ip_calls
     assert len(said) == 2 and all("no longer a VIP" in line for line in said)
+
+
+def test_a_refused_change_names_the_ip_command_it_stands_for(monkeypatch):
+    def refuse(add, address, prefixlen, interface):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(vipaddr.rtnl, "change_address", refuse)
+    monkeypatch.setattr(vipaddr, "quiet_arp", lambda interface: None)
+    with pytest.raises(RuntimeFailure, match=r"^ip addr replace 192\.0\.2\.100/32 dev lo: Operation not permitted$"):
+        vipaddr.keep_on_loopback(vip("192.0.2.100"))
+    with pytest.raises(RuntimeFailure, match=r"^ip addr del 2001:db8::100/128 dev eth0: Operation not permitted$"):
+        vipaddr.remove_stale(vip("2001:db8::100"))

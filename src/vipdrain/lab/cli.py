@@ -1,4 +1,7 @@
-"""`vipdrain lab ...`: bring a lab up, look at it, run commands in its VMs, tear it down."""
+"""`vipdrain lab ...`: bring a lab up, look at it, run commands in its VMs, tear it down.
+
+The handlers of the `lab` commands; their arguments are declared in `vipdrain.commands`.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +11,12 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from vipdrain.errors import EXIT_OK, EXIT_RUNTIME, RuntimeFailure
-
-
-def register(subparsers: argparse._SubParsersAction, add_config_options: Callable[..., None]) -> None:  # type: ignore[type-arg]
-    """Add the `lab` command group (the lab reads no job config, so `add_config_options` is unused)."""
-    lab = subparsers.add_parser("lab", help="a keepalived + haproxy cluster in network namespaces (root)")
-    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
-
-    p = sub.add_parser("up", help="create and start a lab, print its prefix")
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--prefix", help="name prefix of namespaces and files (default: random vd-xxxx)")
-    p.add_argument("--advert-int", type=float, default=1.0, help="VRRP advert interval in s (default 1)")
-    p.add_argument("--vips", type=int, default=1, help="number of VIPs (VRRP instances)")
-    p.add_argument("--ipv6", action="store_true", help="dual-stack VMs, IPv6 VIPs")
-    p.add_argument("--clients", type=int, default=1, help="number of client namespaces")
-    p.add_argument("--config-overrides", metavar="FILE", help="YAML deep-merged into every VM's job properties")
-    p.add_argument("--timeout", type=float, help="seconds to wait for one holder per VIP")
-    p.add_argument("--json", action="store_true", help="print the status as JSON")
-    p.set_defaults(handler=_cmd_up)
-
-    p = sub.add_parser("status", help="VMs, VIP holders, keepalived states, haproxy health")
-    p.add_argument("--prefix")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_cmd_status)
-
-    p = sub.add_parser("down", help="stop the lab's processes (by pid), delete its namespaces and files")
-    p.add_argument("--prefix")
-    p.add_argument("--keep-files", action="store_true", help="keep the lab dir (logs) for a post-mortem")
-    p.set_defaults(handler=_cmd_down)
-
-    p = sub.add_parser("exec", help="run a command in a VM's namespace with its job environment")
-    p.add_argument("--prefix")
-    p.add_argument("vm", help="VM name, e.g. vm0 (or a client namespace, e.g. c0)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
-    p.set_defaults(handler=_cmd_exec)
 
 
 @contextmanager
@@ -65,7 +34,7 @@ def _interrupts_as_keyboard_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     import yaml
 
     from vipdrain.lab.cluster import Lab
@@ -91,14 +60,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     from vipdrain.lab.cluster import Lab
 
     _print_status(Lab.attach(args.prefix).status(), args.json)
     return EXIT_OK
 
 
-def _cmd_down(args: argparse.Namespace) -> int:
+def cmd_down(args: argparse.Namespace) -> int:
     from vipdrain.lab.cluster import Lab
 
     lab = Lab.attach(args.prefix)
@@ -108,7 +77,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_exec(args: argparse.Namespace) -> int:
+def cmd_exec(args: argparse.Namespace) -> int:
     from vipdrain.lab import netns
     from vipdrain.lab.cluster import Lab
 

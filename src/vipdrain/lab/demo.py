@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vipdrain.errors import EXIT_OK, EXIT_RUNTIME
 
-if TYPE_CHECKING:  # the CLI imports this module to register `demo`: keep that cheap
+if TYPE_CHECKING:  # annotations only: the lab's modules load when a demo runs
     from vipdrain.lab.bosh import Step, Timeline
     from vipdrain.lab.client import Summary
     from vipdrain.lab.observer import Interval
@@ -151,19 +151,7 @@ def run_demo(out: Path, *, nodes: int = 3, rate: float = 200.0, advert_int: floa
     return report
 
 
-def register(subparsers: argparse._SubParsersAction, add_config_options: Callable[..., None]) -> None:  # type: ignore[type-arg]
-    """`vipdrain demo`."""
-    p = subparsers.add_parser("demo", help="rolling bosh deploy of 3 lab VMs under load, with a report (root)")
-    p.add_argument("--out", default="out/demo", help="where the report and timeline picture go")
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--rate", type=float, default=200.0, help="client requests per second")
-    p.add_argument("--advert-int", type=float, default=1.0)
-    p.add_argument("--no-preserve", action="store_true",
-                   help="deploy without vipdrain.drain.preserve_connections (see docs/BENCHMARKS.md)")
-    p.set_defaults(handler=_cmd_demo)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     report = run_demo(Path(args.out), nodes=args.nodes, rate=args.rate, advert_int=args.advert_int,
                       overrides=None if args.no_preserve else DEMO_PROPERTIES,
                       progress=lambda line: print(line, flush=True))
