@@ -18,6 +18,7 @@ import contextlib
 import errno
 import itertools
 import json
+import math
 import os
 import queue
 import re
@@ -327,13 +328,21 @@ class LoadClient:
     # streams --------------------------------------------------------------------------------
 
     def _stream_loop(self, delay: float) -> None:
+        phase = time.monotonic() + delay
         self.stopping.wait(delay)
         while not self.stopping.is_set():
             record = self.stream()
             self.emit(record)
-            # A refused or broken stream is retried after a pause, not in a tight loop.
-            if record["outcome"] != "finished":
-                self.stopping.wait(0.1)
+            if record["outcome"] == "finished":
+                continue
+            # A refused or broken stream is retried after a pause, not in a tight loop. Staggered
+            # loops wait for their own next slot: loops broken by the same event would otherwise
+            # reopen together and stay in step from then on.
+            pause = 0.1
+            if self.stream_stagger > 0:
+                now = time.monotonic()
+                pause = phase + math.ceil((now + pause - phase) / self.stream_seconds) * self.stream_seconds - now
+            self.stopping.wait(pause)
 
     def stream(self) -> dict[str, Any]:
         """One long-lived connection of `stream_mode`; the record to write."""
