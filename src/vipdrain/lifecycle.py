@@ -145,11 +145,16 @@ def release_hold(cfg: JobConfig, layout: Layout, reasons: tuple[Reason, ...],
     warnings: list[str] = []
     still = set(read_hold(layout).since) - set(reasons)
     if cfg.drain.preserve_connections and cfg.peers and not still:
-        with observer(cfg, layout) as watch:
-            # Every master advertises once per advert_int: one and a half intervals hear them all.
-            watch.collect(1.5 * cfg.advert_int + 0.1)
-            warnings += arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
-                                              time.monotonic() - watch.freshness)
+        try:
+            with observer(cfg, layout) as watch:
+                # Every master advertises once per advert_int: one and a half intervals hear them all.
+                watch.collect(1.5 * cfg.advert_int + 0.1)
+                warnings += arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
+                                time.monotonic() - watch.freshness)
+        except OSError as exc:
+            # The hold comes off regardless: a VM that can serve must not stay out of elections.
+            warnings.append(f"connection preservation: cannot listen for adverts ({exc}); "
+                            "the current master's connections are not kept if this VM takes over")
     hold = set_hold(layout, remove=reasons)
     return replace(hold, warnings=(*hold.warnings, *warnings))
 

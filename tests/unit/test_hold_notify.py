@@ -160,3 +160,15 @@ def test_release_hold_arms_nothing_when_no_takeover_can_follow(layout, preservin
     set_hold(layout, add=("joining",) + ((other_reason,) if other_reason else ()))
     hold = release_hold(preserving_cfg(preserving), layout, ("joining",), observer=FakeObserver, arm=arm)
     assert hold.reasons == ([other_reason] if other_reason else [])
+
+
+def test_release_hold_releases_even_when_it_cannot_listen(layout):
+    from vipdrain.lifecycle import release_hold
+
+    class Deaf(FakeObserver):
+        def __enter__(self):
+            raise PermissionError(1, "Operation not permitted")
+
+    set_hold(layout, add=("joining",))
+    hold = release_hold(preserving_cfg(), layout, ("joining",), observer=Deaf)
+    assert not hold.active and any("cannot listen" in w for w in hold.warnings)
