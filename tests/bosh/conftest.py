@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bosh_harness import FakeVM, make_fake_vm, render
+from bosh_harness import REPO, FakeVM, make_fake_vm, render
+
+# The release tooling (scripts/release_rules.py, scripts/release_blobs.py) is tested here.
+sys.path.insert(0, str(REPO / "scripts"))
 
 
 @pytest.fixture(scope="module")
