@@ -87,7 +87,8 @@ def write_checked_config(text: str, path: Path) -> None:
     no directory is created) when the check fails."""
     check_config(text)
     try:
-        atomic_write(Path(path), text)
+        # 0600: it can hold auth_pass and names the scripts keepalived runs as root.
+        atomic_write(Path(path), text, mode=0o600)
     except OSError as exc:
         raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}") from exc
 

@@ -117,8 +117,10 @@ class Layout:
 
     @property
     def transitions_log(self) -> Path:
-        """Append-only JSON lines of every VRRP transition keepalived reported."""
-        return self.log_dir / "transitions.jsonl"
+        """Append-only JSON lines of every VRRP transition keepalived reported. Named `*.log`:
+        the agent's logrotate rotates only `*.log` under sys/log (copytruncate, so appending
+        writers need nothing else)."""
+        return self.log_dir / "transitions.log"
 
     @property
     def drain_lock(self) -> Path:

@@ -7,6 +7,7 @@ the fakes (`vipdrain`, `keepalived`, `ip`) record how they were called.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -219,18 +220,41 @@ class FakeVM:
         return path.read_text() if path.exists() else ""
 
 
+#: The logrotate rule the agent installs (cloudfoundry/bosh-agent at commit
+#: e94765aa146b8904371acfdc7034d41d17deb374, platform/linux_platform.go `etcLogrotateDTemplate`),
+#: relative to /var/vcap/data/sys/log (= /var/vcap/sys/log): only these names are rotated, with
+#: copytruncate. Any other file there grows until the disk is full.
+AGENT_LOGROTATE_GLOBS = ("*.log", ".*.log", "*/*.log", "*/.*.log", "*/*/*.log", "*/*/.*.log")
+
+
+def rotated_by_agent(relative: str) -> bool:
+    """Whether the agent's logrotate rule covers sys/log/`relative` (fnmatch: `*` stops at `/`)."""
+    depth = relative.count("/")
+    return any(
+        glob.count("/") == depth and fnmatch.fnmatchcase(relative, glob) for glob in AGENT_LOGROTATE_GLOBS
+    )
+
+
+def install_job(job_dir: Path, rendered: Mapping[str, str]) -> None:
+    """Write the rendered job files with the modes the agent gives them (bosh-agent at commit
+    e94765aa146b8904371acfdc7034d41d17deb374, agent/applier/jobs/owner_fix.go `FixPermissions`):
+    directories and bin/* 0750, every other file 0640 (root:vcap on a VM)."""
+    for destination, text in rendered.items():
+        path = job_dir / destination
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o750 if destination.startswith("bin/") else 0o640)
+    for directory in [job_dir, *(p for p in job_dir.rglob("*") if p.is_dir())]:
+        directory.chmod(0o750)
+
+
 def make_fake_vm(tmp: Path, rendered: Mapping[str, str]) -> FakeVM:
     """Install the rendered job files under `tmp/root` and the fakes under `tmp/fakes`."""
     root = tmp / "root"
     fakes = tmp / "fakes"
     fakes.mkdir(parents=True)
     vm = FakeVM(root=root, fakes=fakes, record=tmp / "calls.log", rendered=rendered)
-    for destination, text in rendered.items():
-        path = vm.job_dir / destination
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if destination.startswith("bin/"):  # what the agent does for bin/
-            path.chmod(0o755)
+    install_job(vm.job_dir, rendered)
     for name, text in (("vipdrain", FAKE_VIPDRAIN), ("keepalived", FAKE_KEEPALIVED), ("ip", FAKE_IP)):
         (fakes / name).write_text(text)
         (fakes / name).chmod(0o755)

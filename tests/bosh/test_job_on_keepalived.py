@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bosh_harness import render
+from bosh_harness import install_job, render, rotated_by_agent
 
 pytestmark = pytest.mark.lab
 
@@ -86,12 +86,7 @@ def test_generated_job_runs_the_bosh_lifecycle_with_real_keepalived(tmp_path: Pa
             },
         }
     )
-    for destination, text in rendered.items():
-        path = root / "jobs" / "keepalived" / destination
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if destination.startswith("bin/"):
-            path.chmod(0o755)
+    install_job(root / "jobs" / "keepalived", rendered)
     done = subprocess.run(
         ["unshare", "-n", "bash", "-c", SCRIPT, "lab", str(root), str(haproxy_pid), sys.executable],
         capture_output=True,
@@ -112,7 +107,12 @@ def test_generated_job_runs_the_bosh_lifecycle_with_real_keepalived(tmp_path: Pa
     )
     for name in ("pre-start", "start", "post-start", "post-deploy", "drain", "stop"):
         assert steps.get(name) == 0, f"{name} failed:\n{detail(name)}\n{context}"
-    assert (root / "data/keepalived/keepalived.conf").is_file()
+    assert (root / "data/keepalived/keepalived.conf").stat().st_mode & 0o777 == 0o600
+    assert (root / "jobs/keepalived/config/vipdrain.yml").stat().st_mode & 0o777 == 0o640
+    # Everything the job wrote under sys/log/keepalived (transitions too) is rotated by the agent.
+    written = sorted(p.relative_to(root / "sys/log").as_posix() for p in log.rglob("*") if p.is_file())
+    assert "keepalived/transitions.log" in written, written
+    assert [w for w in written if not rotated_by_agent(w)] == []
     assert "VIP-AFTER-DEPLOY yes" in lines, context
     # Single instance: no peer to hand over to; the default policy proceeds and says so.
     assert (root / "drain.out").read_text() == "0\n"

@@ -120,9 +120,12 @@ def test_write_checked_config_replaces_the_file(keepalived_bin, with_interface, 
     target.parent.mkdir()
     target.write_text("old")
     text = render_keepalived_conf(parse(with_interface()), conf_layout)
+    target.chmod(0o644)
     keepalived.write_checked_config(text, target)
     assert target.read_text() == text
     assert [p.name for p in target.parent.iterdir()] == ["keepalived.conf"]
+    # It can hold auth_pass and the scripts keepalived runs as root: only root reads it.
+    assert target.stat().st_mode & 0o777 == 0o600
 
 
 def test_write_checked_config_writes_nothing_when_rejected(keepalived_bin, tmp_path):

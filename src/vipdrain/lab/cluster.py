@@ -250,7 +250,8 @@ class VM:
             props = deep_merge(deep_merge(self.base_properties(), self.lab.overrides), props_override or {})
         self.properties = props
         self.lab._instance_names = None
-        atomic_write(self.layout.config_file, yaml.safe_dump(self.bosh_document(props), sort_keys=False))
+        # 0640, as the BOSH agent leaves a job's rendered files (bosh-agent FixPermissions).
+        atomic_write(self.layout.config_file, yaml.safe_dump(self.bosh_document(props), sort_keys=False), mode=0o640)
         self.lab.save()
         return self.layout.config_file
 
