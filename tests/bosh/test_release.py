@@ -86,7 +86,8 @@ def test_a_blob_placed_by_hand_is_deleted_by_create_release(tmp_path: Path, fetc
     target.parent.mkdir(parents=True)
     shutil.copy(fetched / release_blobs.KEEPALIVED.blob_path, target)
     found = problems(root)
-    assert any(p.startswith(f"blobs/{release_blobs.KEEPALIVED.blob_path}: not listed in config/blobs.yml") for p in found)
+    expected = f"blobs/{release_blobs.KEEPALIVED.blob_path}: not listed in config/blobs.yml"
+    assert any(p.startswith(expected) for p in found), found
 
 
 def test_stale_wheels_are_removed_and_unchanged_blobs_not_added_again(tmp_path: Path, fetched: Path) -> None:
