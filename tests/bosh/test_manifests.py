@@ -18,19 +18,26 @@ from vipdrain import boshjob
 OPS_FILE = REPO / "manifests" / "operations" / "add-vipdrain.yml"
 EXAMPLE = REPO / "manifests" / "haproxy-vipdrain.yml"
 
-# The shape of haproxy-boshrelease's manifests/haproxy.yml (what the ops file patches).
-HAPROXY_MANIFEST: dict[str, Any] = {
-    "name": "haproxy",
-    "instance_groups": [
-        {
-            "name": "haproxy",
-            "instances": 2,
-            "jobs": [{"name": "haproxy", "release": "haproxy", "properties": {"ha_proxy": {"backend_port": 80}}}],
-        }
-    ],
-    "update": {"canaries": 1, "max_in_flight": 2, "canary_watch_time": "1000-30000"},
-    "releases": [{"name": "haproxy", "version": "latest"}],
+VARS_FILE = REPO / "manifests" / "operations" / "add-vipdrain-vars.yml"
+
+#: haproxy-boshrelease's manifests/haproxy.yml, verbatim (cloudfoundry/haproxy-boshrelease at commit
+#: c8180eddb84b78c107b19f4c6191616120c05d21): what the ops file patches. It runs *one* instance.
+HAPROXY_MANIFEST: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).with_name("fixtures") / "haproxy-boshrelease" / "haproxy.yml").read_text()
+)
+#: Its own variables, and the two the ops file requires.
+REQUIRED_VARS: dict[str, Any] = {
+    "haproxy-backend-port": 80,
+    "haproxy-backend-servers": "[192.0.2.50, 192.0.2.51]",
+    "vip": "192.0.2.100",
+    "vrid": 51,
 }
+
+
+def _variables(**overrides: Any) -> dict[str, Any]:
+    """What `-l add-vipdrain-vars.yml -v vip=... -v vrid=... -v K=V` gives: -v wins over -l
+    (bosh-cli cmd/opts/var_flags.go `AsVariables` applies vars files first, then -v)."""
+    return {**yaml.safe_load(VARS_FILE.read_text()), **REQUIRED_VARS, **overrides}
 
 
 def _apply(document: Any, operations: list[dict[str, Any]], variables: dict[str, Any]) -> Any:
@@ -95,17 +102,37 @@ def test_ops_file_adds_the_job_next_to_haproxy(with_old_job: bool) -> None:
             {"name": "keepalived", "release": "haproxy", "properties": {"keepalived": {"vip": "192.0.2.99"}}}
         )
     ops = yaml.safe_load(OPS_FILE.read_text())
-    result = _apply(base, ops, {"vip": "192.0.2.100", "vrid": 51})
+    result = _apply(base, ops, _variables())
     job = _keepalived_job(result)
     assert job["release"] == "vipdrain"
     assert job["properties"]["keepalived"] == {"vip": "192.0.2.100", "virtual_router_id": 51}
+    assert job["properties"]["vipdrain"]["haproxy"]["probe"] == "127.0.0.1:80"
+    assert result["instance_groups"][0]["instances"] == 2, "haproxy-boshrelease's 1 instance leaves no peer"
     assert {"name": "vipdrain", "version": "latest"} in result["releases"]
     assert result["update"]["max_in_flight"] == 1
     assert [j["name"] for j in result["instance_groups"][0]["jobs"]] == ["haproxy", "keepalived"]
 
 
+def test_ops_file_variables_override_the_defaults() -> None:
+    ops = yaml.safe_load(OPS_FILE.read_text())
+    result = _apply(HAPROXY_MANIFEST, ops, _variables(**{"haproxy-instances": 3, "vipdrain-probe": "127.0.0.1:443"}))
+    assert result["instance_groups"][0]["instances"] == 3
+    assert _keepalived_job(result)["properties"]["vipdrain"]["haproxy"]["probe"] == "127.0.0.1:443"
+
+
+def test_every_optional_ops_file_variable_has_a_default() -> None:
+    used = set(re.findall(r"\(\(([^)]+)\)\)", OPS_FILE.read_text()))
+    defaults = yaml.safe_load(VARS_FILE.read_text())
+    assert used - {"vip", "vrid"} == set(defaults)
+    from vipdrain.schema import PROPERTIES
+
+    probe = next(p for p in PROPERTIES if p.name == "vipdrain.haproxy.probe")
+    assert defaults["vipdrain-probe"] == probe.default, "the ops file's default is the job's default"
+    assert defaults["haproxy-instances"] >= 2
+
+
 def test_ops_file_result_renders_and_loads(tmp_path: Path) -> None:
-    result = _apply(HAPROXY_MANIFEST, yaml.safe_load(OPS_FILE.read_text()), {"vip": "192.0.2.100", "vrid": 51})
+    result = _apply(HAPROXY_MANIFEST, yaml.safe_load(OPS_FILE.read_text()), _variables())
     properties = _keepalived_job(result)["properties"]
     properties["keepalived"]["interface"] = "eth0"  # `auto` needs the VM's interfaces
     text = render(properties, BOOTSTRAP_SPEC, link_instances("192.0.2.10", "192.0.2.11"))[boshjob.CONFIG_DESTINATION]
