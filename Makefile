@@ -7,7 +7,7 @@ APT_PACKAGES := keepalived haproxy iproute2 nftables ruby shellcheck python3 pyt
 APT_STAMP := $(VENV)/.apt-installed
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit lab generate check-generated bench package-keepalived clean
+.PHONY: setup demo test lint unit lab generate check-generated bench package-keepalived release release-check clean
 
 setup: $(VENV_STAMP)
 
@@ -29,12 +29,13 @@ $(VENV_STAMP): $(APT_STAMP) pyproject.toml
 demo: setup
 	$(VENV)/bin/vipdrain demo --out out/demo
 
-# Everything CI runs: lint, the generated-files check, unit tests, lab tests and BDD scenarios.
-test: setup lint
+# Everything CI runs: lint, the release check, the generated-files check, unit tests, lab tests
+# and BDD scenarios.
+test: setup lint release-check
 	$(VENV)/bin/pytest
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit
@@ -51,6 +52,23 @@ check-generated: setup
 # Optional (not in CI): compile keepalived the way the BOSH package does, from Debian's source.
 package-keepalived:
 	bash tests/bosh/package_keepalived.sh
+
+# The BOSH release tarball, on an operator's workstation with the bosh CLI, git and internet
+# (docs/BOSH.md, "Build the release"). Needs a python with PyYAML: the .venv of `make setup`,
+# or PYTHON=... ; not `setup` itself, which installs the lab's apt packages.
+RELEASE_TARBALL ?= dev_releases/vipdrain-dev.tgz
+release:
+	scripts/make-release.sh $(RELEASE_TARBALL)
+
+# bosh-cli's rules on a copy of the tree plus what `make release` fetches (CI: the wheels from
+# PyPI, a stand-in named like the keepalived tarball; blobs added as `bosh add-blob` would).
+release-check: setup
+	rm -rf out/release-check out/release-check-blobs
+	mkdir -p out/release-check
+	cp -R config jobs packages src pyproject.toml out/release-check/
+	$(PY) scripts/release_blobs.py fetch --dest out/release-check-blobs --keepalived-stand-in
+	$(PY) scripts/release_blobs.py add --release-dir out/release-check --dest out/release-check-blobs --stand-in
+	$(PY) scripts/release_rules.py out/release-check
 
 bench: setup
 	$(PY) bench/run.py

@@ -10,7 +10,10 @@ fails on a fresh clone: "Missing files for pattern".
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +226,67 @@ def test_placeholder_blobstore_is_refused(built: Path) -> None:
 )
 def test_glob_semantics_are_doublestar_v1(pattern: str, path: str, matched: bool) -> None:
     assert bool(release_rules.glob_regex(pattern).match(path)) is matched
+
+
+# --- the whole recipe: scripts/make-release.sh with a stand-in bosh CLI ------------------------
+
+
+def _make_release(root: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run the recipe in `root` with tests/bosh/fake_bosh.py as the bosh CLI (it refuses what the
+    real one refuses: see its docstring), a stand-in keepalived tarball and a python release dir."""
+    shutil.copytree(
+        REPO / "scripts", root / "scripts", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+    )
+    python_release = tmp_path / "bosh-package-python-release"
+    (python_release / "packages" / "python-3.12").mkdir(parents=True)
+    (python_release / "packages" / "python-3.12" / "spec").write_text("---\nname: python-3.12\nfiles: []\n")
+    bosh = tmp_path / "bin" / "bosh"
+    bosh.parent.mkdir(parents=True)
+    bosh.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("fake_bosh.py")}" "$@"\n')
+    bosh.chmod(0o755)
+    log = tmp_path / "bosh.log"
+    env = {
+        **os.environ,
+        "BOSH": str(bosh),
+        "PYTHON": sys.executable,
+        "PYTHON_RELEASE_DIR": str(python_release),
+        "KEEPALIVED_STAND_IN": "1",
+        "FAKE_BOSH_LOG": str(log),
+    }
+    done = subprocess.run(
+        ["bash", "scripts/make-release.sh", "out/vipdrain-dev.tgz"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    calls = log.read_text().splitlines() if log.exists() else []
+    return done, [" ".join(call.split()[:2]) for call in calls]
+
+
+def test_make_release_goes_from_a_fresh_clone_to_a_tarball(tmp_path: Path) -> None:
+    root = copy_release(tmp_path / "release")
+    done, calls = _make_release(root, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (root / "out" / "vipdrain-dev.tgz").is_file()
+    adds = [c for c in calls if c.startswith("add-blob")]
+    assert len(adds) >= 3, calls  # keepalived + the wheels
+    assert calls[len(adds) :] == ["vendor-package python-3.12", "create-release --force"], calls
+    assert (root / "packages" / "python-3.12" / "spec.lock").is_file()
+    assert list((root / ".blobstore").iterdir()), "python-3.12 went to the local dev blobstore"
+    assert release_rules.check_release(root) == []
+    # A second run changes no blob (same wheels): only vendoring and the build again.
+    done, calls = _make_release(root, tmp_path / "again")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert calls == ["vendor-package python-3.12", "create-release --force"]
+
+
+def test_make_release_with_the_placeholder_s3_blobstore_fails_at_vendoring(tmp_path: Path) -> None:
+    """What the README's recipe ran into before: vendor-package uploads to config/final.yml's
+    blobstore, a placeholder S3 bucket without credentials."""
+    root = copy_release(tmp_path / "release")
+    (root / "config" / "final.yml").write_text(
+        "name: vipdrain\nblobstore:\n  provider: s3\n"
+        "  options:\n    bucket_name: REPLACE-WITH-THE-VIPDRAIN-BLOBS-BUCKET\n"
+    )
+    done, calls = _make_release(root, tmp_path)
+    assert done.returncode != 0
+    assert calls[-1] == "vendor-package python-3.12"
+    assert "refused the upload" in done.stderr
