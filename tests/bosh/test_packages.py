@@ -116,6 +116,20 @@ def test_keepalived_configure_options_are_keepalived_2_3_options() -> None:
     assert not unknown, f"keepalived 2.3.4's configure does not know {unknown}"
 
 
+def test_keepalived_configure_options_pass_keepalived_2_3s_sanity_checks() -> None:
+    """configure stops with "disable-libipset requires vrrp and iptables" and the like
+    (tests/bosh/fixtures/keepalived-2.3.4-configure-conflicts.txt, from its configure.ac)."""
+    given = {option[2:].split("=", 1)[0] for option in _configure_options()}
+    features = {name.split("-", 1)[1] for name in given if name.startswith(("enable-", "disable-"))}
+    refused = []
+    for line in (FIXTURES / "keepalived-2.3.4-configure-conflicts.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            when, feature = line.split()
+            if when in given and feature in features:
+                refused.append(f"--{when} with --*-{feature}")
+    assert not refused, f"keepalived 2.3.4's configure refuses {refused}"
+
+
 def _stand_in_interpreter() -> str:
     """A Python 3.12 like the vendored package's when this machine has one, else this one."""
     candidates = [
