@@ -2,6 +2,7 @@
 
     python3 scripts/release_blobs.py fetch --dest DIR [--keepalived-tarball FILE | --keepalived-stand-in]
     python3 scripts/release_blobs.py add --dest DIR [--release-dir .] [--bosh bosh | --stand-in]
+    python3 scripts/release_blobs.py keepalived --dest DIR [--keepalived-tarball FILE]
 
 `fetch` lays the blobs out under DIR as their blob paths (`keepalived/keepalived-2.3.4.tar.gz`,
 `vipdrain-deps/<wheel>`); `add` makes config/blobs.yml say exactly that: `bosh remove-blob` for
@@ -245,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = fetch.add_mutually_exclusive_group()
     source.add_argument("--keepalived-tarball", type=Path, help="a downloaded keepalived tarball (verified)")
     source.add_argument("--keepalived-stand-in", action="store_true", help="CI only: a file named like the tarball")
+    only = sub.add_parser("keepalived", help="only the keepalived tarball into --dest (verified); print its path")
+    only.add_argument("--dest", type=Path, required=True)
+    only.add_argument("--keepalived-tarball", type=Path, help="a downloaded keepalived tarball (verified)")
     adder = sub.add_parser("add", help="make config/blobs.yml list exactly the fetched blobs")
     adder.add_argument("--dest", type=Path, required=True)
     adder.add_argument("--release-dir", type=Path, default=Path("."))
@@ -259,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             wheels = fetch_wheels(args.dest, requirements, args.python_version)
             for path in [tarball, *wheels]:
                 print(path.relative_to(args.dest).as_posix())
+        elif args.command == "keepalived":
+            print(fetch_keepalived(args.dest, tarball=args.keepalived_tarball))
         else:
             done = add(args.release_dir, staged_blobs(args.dest), None if args.stand_in else args.bosh)
             for blob_path in done.remove:

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Exercise packages/keepalived/packaging the way a BOSH compilation VM runs it, with Debian's
-# source of keepalived as the blob. Optional (it compiles C for a minute or two; not run in CI):
+# Exercise packages/keepalived/packaging the way a BOSH compilation VM runs it. Optional (it
+# compiles C for a minute or two; not run in CI):
 #
 #   make package-keepalived            # or: bash tests/bosh/package_keepalived.sh [WORK_DIR]
 #
 # Steps (Debian 12, as root):
 #   1. build tools: gcc, make, the OpenSSL headers (apt-get install build-essential libssl-dev);
 #      installed here when missing;
-#   2. the source: `apt-get source --download-only keepalived`. That needs deb-src entries; this
-#      script makes them in a private apt directory from the machine's own deb822 sources file
-#      (Types: deb -> deb-src), so the system's apt configuration is not changed;
-#   3. the upstream tarball inside it (keepalived_X.Y.Z.orig.tar.gz) is staged the way BOSH
+#   2. the source: the release's own blob - keepalived 2.3.4, pinned by sha256 in
+#      scripts/release_blobs.py - from KEEPALIVED_TARBALL, from .release/blobs/ (where `make
+#      release` fetched it) or downloaded from keepalived.org; where none of these works (no
+#      internet), Debian's source of keepalived: `apt-get source --download-only keepalived`. That
+#      needs deb-src entries; this script makes them in a private apt directory from the machine's
+#      own deb822 sources file (Types: deb -> deb-src), so the system's apt configuration is not
+#      changed;
+#   3. the upstream tarball (Debian's keepalived_X.Y.Z.orig.tar.gz is one) is staged the way BOSH
 #      stages the blob: keepalived/keepalived-X.Y.Z.tar.gz in a fresh compile directory;
 #   4. `bash -x packaging` runs there with BOSH_INSTALL_TARGET, BOSH_PACKAGES_DIR and a minimal
 #      PATH, in an isolated environment, as the agent does;
@@ -34,6 +38,29 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential libssl-dev
 fi
 
+# The release's pinned tarball first (verified by scripts/release_blobs.py), Debian's second.
+python="$repo/.venv/bin/python"
+[[ -x $python ]] || python=python3
+pinned_args=(--dest "$work/pinned")
+for candidate in "${KEEPALIVED_TARBALL:-}" "$repo"/.release/blobs/keepalived/keepalived-*.tar.gz; do
+  if [[ -n $candidate && -f $candidate ]]; then
+    pinned_args+=(--keepalived-tarball "$candidate")
+    break
+  fi
+done
+orig=""
+if orig="$("$python" "$repo/scripts/release_blobs.py" keepalived "${pinned_args[@]}")"; then
+  version="$(basename "$orig" .tar.gz)"
+  version="${version#keepalived-}"
+  echo "keepalived $version: the release's pinned tarball"
+elif [[ -n ${KEEPALIVED_TARBALL:-} ]]; then
+  exit 1 # the tarball named is not the pinned one: release_blobs.py said why
+else
+  orig=""
+  echo "no pinned keepalived tarball (set KEEPALIVED_TARBALL or run make release): using Debian's source" >&2
+fi
+
+if [[ -z $orig ]]; then
 # A private apt state with deb-src entries made from the machine's deb822 sources.
 apt_dir="$work/apt"
 mkdir -p "$apt_dir/sources.list.d" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
@@ -70,6 +97,7 @@ fi
 version="$(basename "$orig" .orig.tar.gz)"
 version="${version#keepalived_}"
 echo "keepalived $version from $(basename "$orig")"
+fi
 
 # Stage the package as BOSH does: spec files (the blob) under a fresh compile directory.
 compile="$work/compile"
