@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import DEFAULT_JOB
 
 
@@ -25,7 +26,17 @@ class LazyHandler:
 
     def resolve(self) -> Callable[[argparse.Namespace], int]:
         module, _, function = self.target.partition(":")
-        handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+        try:
+            imported = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("vipdrain.lab"):
+                raise
+            # The BOSH package leaves the lab out (packages/vipdrain/spec, excluded_files).
+            raise RuntimeFailure(
+                "vipdrain lab and vipdrain demo need the lab (vipdrain.lab), which the BOSH package "
+                "does not ship: run them from a checkout of vipdrain (make setup)"
+            ) from None
+        handler: Callable[[argparse.Namespace], int] = getattr(imported, function)
         return handler
 
     def __call__(self, args: argparse.Namespace) -> int:

@@ -269,6 +269,18 @@ def test_compiled_vipdrain_runs_from_the_install_target(compiled_vipdrain) -> No
     assert done.stdout.strip() == f"vipdrain {__version__}"
 
 
+def test_lab_commands_say_the_lab_is_not_in_the_package(compiled_vipdrain) -> None:
+    agent, _python = compiled_vipdrain
+    vipdrain = agent.install_target("vipdrain") / "bin" / "vipdrain"
+    done = subprocess.run(
+        ["env", "-i", f"PATH={AGENT_PATH}", str(vipdrain), "lab", "status"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "vipdrain lab" in done.stderr and "BOSH package" in done.stderr, done.stderr
+
+
 def test_job_scripts_import_only_from_the_packages(compiled_vipdrain) -> None:
     """A job script's view: both runtime.env files (python's expands an unset $PYTHONPATH)."""
     agent, python = compiled_vipdrain
