@@ -290,3 +290,11 @@ def test_make_release_with_the_placeholder_s3_blobstore_fails_at_vendoring(tmp_p
     assert done.returncode != 0
     assert calls[-1] == "vendor-package python-3.12"
     assert "refused the upload" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["scripts/make-release.sh", "tests/bosh/package_keepalived.sh"])
+def test_release_shell_scripts_are_clean(script: str) -> None:
+    subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+    if shutil.which("shellcheck"):
+        done = subprocess.run(["shellcheck", str(REPO / script)], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout
