@@ -82,6 +82,13 @@ MANAGED_GLOBAL = {
     "vrrp_garp_master_delay": "set keepalived.garp.master_delay",
     "vrrp_garp_master_repeat": "set keepalived.garp.master_repeat",
     "vrrp_garp_master_refresh": "set keepalived.garp.master_refresh",
+    "vrrp_garp_lower_prio_repeat": "it follows keepalived.garp.master_repeat, so a master that hears a "
+    "lower-priority master after a split brain re-announces the VIP",
+    "vrrp_garp_lower_prio_delay": "it follows keepalived.garp.master_delay",
+    "vrrp_higher_prio_send_advert": "a master that hears a higher priority must send one last advert, so "
+    "the new master re-announces the VIP after a split brain",
+    "vrrp_notify_fifo": "vipdrain reads every VRRP transition from its own FIFO",
+    "vrrp_notify_fifo_script": "vipdrain reads every VRRP transition from its own FIFO",
     "vrrp_mcast_group4": "set keepalived.multicast_group.ipv4",
     "vrrp_mcast_group6": "set keepalived.multicast_group.ipv6",
     "notification_email": "set keepalived.notification_email.to",
@@ -94,7 +101,8 @@ MANAGED_GLOBAL = {
     "use_pid_dir": "vipdrain names keepalived's pid files on its command line",
 }
 
-#: vrrp_instance keywords the escape hatch may not set, and why (any `notify*` is refused too).
+#: vrrp_instance keywords the escape hatch may not set, and why (any `notify*` and `track_*` is
+#: refused too).
 MANAGED_INSTANCE = {
     "state": "every instance starts BACKUP and the election picks the master",
     "priority": "vipdrain derives it from spec.bootstrap, spec.index and vipdrain.placement",
@@ -121,6 +129,24 @@ MANAGED_INSTANCE = {
     "no_accept": "the VIP would not accept haproxy's traffic",
 }
 
+#: Keywords that open a block in keepalived 2.2.7 (keepalived/vrrp/vrrp_parser.c: handlers that
+#: read a value block, and the `authentication` sublevel; keepalived/core/global_parser.c:
+#: notification_email). Written bare on an extra line, such a keyword takes the lines after it,
+#: up to the enclosing block's closing brace, as its own block: `keepalived -t` still passes.
+BLOCK_KEYWORDS = {
+    "global_defs": frozenset({"notification_email"}),
+    "vrrp_instance": frozenset({
+        "unicast_peer", "track_interface", "track_script", "track_file", "track_process", "track_bfd",
+        "virtual_ipaddress", "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules", "authentication",
+    }),
+}
+#: Prefixes of vrrp_instance keywords that are vipdrain's alone, and why.
+MANAGED_INSTANCE_PREFIXES = {
+    "notify": "set keepalived.notify.* (vipdrain's own notify hook must stay)",
+    "track_": "what decides this VM's fitness is vipdrain's health check (keepalived.healthcheck.command) "
+    "and its hold; another tracked object would put the VM in FAULT or change its priority behind the drain",
+}
+
 #: Every proper prefix of a property name (`keepalived`, `keepalived.healthcheck`, ...).
 _PREFIXES = {name.rsplit(".", i)[0] for name in BY_NAME for i in range(1, name.count(".") + 1)}
 
@@ -132,15 +158,32 @@ def load_config(path: str | Path, *, interface_of: InterfaceLookup | None = None
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigInvalid([Problem(str(path), MISSING, f"cannot be read: {exc.strerror or exc}")]) from exc
     try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalid([Problem(str(path), MISSING, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                                     f"offset {exc.start})")]) from exc
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ConfigInvalid([Problem(str(path), MISSING, f"is not valid {kind}: {_parse_error(exc)}")]) from exc
-    return parse_config(doc if doc is not None else {}, interface_of=interface_of)
+    except RecursionError as exc:
+        raise _too_deep(path, kind) from exc
+    try:
+        return parse_config(doc if doc is not None else {}, interface_of=interface_of)
+    except RecursionError as exc:
+        raise _too_deep(path, kind) from exc
+
+
+def _too_deep(path: Path, kind: str) -> ConfigInvalid:
+    # The parsers (and the checks) recurse per level: a document nested thousands deep is no
+    # job config, and must not end in a traceback.
+    return ConfigInvalid([Problem(str(path), MISSING, f"is nested too deeply to be a job config ({kind} "
+                                  "nesting beyond Python's recursion limit)")])
 
 
 def _parse_error(exc: Exception) -> str:
@@ -241,10 +284,10 @@ class _Props:
             return str(BY_NAME[name].default)
         return str(value)
 
-    def command(self, name: str) -> str:
-        """An operator command, or "" when unset."""
+    def command(self, name: str, absolute: bool = False) -> str:
+        """An operator command, or "" when unset; `absolute`: its program must be an absolute path."""
         value = self.get(name) or ""
-        reason = command_problem(value) if value else None
+        reason = command_problem(value, absolute) if value else None
         if reason:
             self.reject(name, value, reason)
             return ""
@@ -340,16 +383,21 @@ def unknown_property_message(name: str) -> str:
 # --- checks of single values --------------------------------------------------------------------
 
 
-def command_problem(text: str) -> str | None:
+def command_problem(text: str, absolute: bool = False) -> str | None:
     """Why `text` cannot be a keepalived script/notify command, or None.
 
-    Commands run without a shell; single quotes may group an argument with spaces.
+    Commands run without a shell; single quotes may group an argument with spaces. With
+    `absolute`, the first word must be an absolute path (of ABSOLUTE_PATH's characters): keepalived
+    would otherwise look the program up in its PATH as root.
     """
     if not text.strip():
         return "is blank"
     reason = unsafe_character(text, allowed="'")
     if reason:
         return reason
+    if absolute and not ABSOLUTE_PATH.fullmatch(text.split()[0]):
+        return ("must start with the absolute path of the program (/ followed by A-Z a-z 0-9 and "
+                "_ . + @ % = , : ~ / -), then its arguments")
     if text.count("'") % 2:
         return "has an unbalanced single quote"
     if len(text.encode()) > MAX_COMMAND_BYTES:
@@ -409,10 +457,13 @@ def extra_line_problem(line: Any, managed: Mapping[str, str], block: str) -> str
     if keyword.startswith("include"):
         return "would include another file; keepalived.conf stays self-contained"
     why = managed.get(keyword)
-    if why is None and block == "vrrp_instance" and keyword.startswith("notify"):
-        why = "set keepalived.notify.* (vipdrain's own notify hook must stay)"
+    if why is None and block == "vrrp_instance":
+        why = next((w for prefix, w in MANAGED_INSTANCE_PREFIXES.items() if keyword.startswith(prefix)), None)
     if why:
         return f"sets {keyword}, which vipdrain manages in {block}: {why}"
+    if keyword in BLOCK_KEYWORDS.get(block, ()):
+        return (f"opens a {keyword} block, which would take the closing brace of {block} as its own: "
+                "blocks cannot be added through the escape hatch")
     if len(line.encode()) > MAX_COMMAND_BYTES:
         return f"is longer than {MAX_COMMAND_BYTES} bytes (keepalived 2.2 crashes on long lines)"
     return None
@@ -562,10 +613,10 @@ def _build(
     )
     email = _notification_email(props)
     notify = NotifyHooks(
-        master=props.command("keepalived.notify.master"),
-        backup=props.command("keepalived.notify.backup"),
-        fault=props.command("keepalived.notify.fault"),
-        stop=props.command("keepalived.notify.stop"),
+        master=props.command("keepalived.notify.master", absolute=True),
+        backup=props.command("keepalived.notify.backup", absolute=True),
+        fault=props.command("keepalived.notify.fault", absolute=True),
+        stop=props.command("keepalived.notify.stop", absolute=True),
     )
     extra_global = _extra_lines(props, "keepalived.extra.global_defs", MANAGED_GLOBAL, "global_defs")
     extra_instance = _extra_lines(props, "keepalived.extra.vrrp_instance", MANAGED_INSTANCE, "vrrp_instance")

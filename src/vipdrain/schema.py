@@ -218,19 +218,23 @@ PROPERTIES: tuple[PropertyDef, ...] = (
     _P(
         "keepalived.notify.master",
         "Command run (as root, no shell) when this VM becomes MASTER of a VIP, e.g. to move a "
-        "cloud elastic IP. Runs before vipdrain's own notify hook.",
+        "cloud elastic IP: the absolute path of a program, then its arguments (single quotes "
+        "group an argument with spaces). Runs before vipdrain's own notify hook.",
         example="/var/vcap/jobs/eip/bin/claim",
     ),
-    _P("keepalived.notify.backup", "Command run when this VM becomes BACKUP of a VIP.", example="/bin/true"),
-    _P("keepalived.notify.fault", "Command run when this VM goes to FAULT (health check failed).",
-       example="/bin/true"),
-    _P("keepalived.notify.stop", "Command run when keepalived stops a VRRP instance.", example="/bin/true"),
+    _P("keepalived.notify.backup", "Command run when this VM becomes BACKUP of a VIP (absolute path, then "
+       "arguments).", example="/bin/true"),
+    _P("keepalived.notify.fault", "Command run when this VM goes to FAULT (health check failed; absolute path, "
+       "then arguments).", example="/bin/true"),
+    _P("keepalived.notify.stop", "Command run when keepalived stops a VRRP instance (absolute path, then "
+       "arguments).", example="/bin/true"),
     # --- escape hatch ---------------------------------------------------------------------
     _P(
         "keepalived.extra.global_defs",
         "Extra keepalived global_defs lines, one `keyword value...` per entry (no blocks, "
-        "comments or includes; keywords vipdrain sets itself are refused). Checked by "
-        "`keepalived -t` when rendered.",
+        "comments or includes; every keyword vipdrain renders itself, e.g. "
+        "vrrp_higher_prio_send_advert or vrrp_notify_fifo, is refused). Checked by `keepalived -t` "
+        "when rendered.",
         default=[],
         example=["vrrp_garp_interval 0.001"],
         type="list",
@@ -239,7 +243,8 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "keepalived.extra.vrrp_instance",
         "Extra lines for every vrrp_instance block, one `keyword value...` per entry (no blocks, "
         "comments or includes; priority, state, nopreempt, virtual_router_id, interface, "
-        "track_*, notify*, virtual_ipaddress and the other keywords vipdrain sets are refused).",
+        "track_*, notify*, virtual_ipaddress and the other keywords vipdrain sets are refused, "
+        "and so is any keyword that opens a block, such as virtual_routes).",
         default=[],
         example=["dont_track_primary", "garp_lower_prio_repeat 2"],
         type="list",

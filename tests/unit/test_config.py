@@ -81,7 +81,7 @@ ACCEPTED: dict[str, dict[str, Any]] = {
         "keepalived.notify.stop": "/bin/true",
     },
     "escape hatch": {
-        "keepalived.extra.global_defs": ["vrrp_garp_interval 0.001", "vrrp_notify_fifo /tmp/fifo"],
+        "keepalived.extra.global_defs": ["vrrp_garp_interval 0.001", "vrrp_min_garp true"],
         "keepalived.extra.vrrp_instance": ["dont_track_primary", 'garp_lower_prio_repeat 2'],
     },
     "custom health check": {
