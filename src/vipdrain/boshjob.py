@@ -133,12 +133,12 @@ def check_properties(props: Sequence[PropertyDef]) -> None:
 
 
 def retired_properties() -> dict[str, str]:
-    """haproxy-boshrelease's keepalived property names that vipdrain replaced (name -> advice),
-    from `vipdrain.config.LEGACY`.
+    """haproxy-boshrelease's keepalived property names that are not vipdrain's own (name ->
+    what vipdrain does with it), from `vipdrain.config.LEGACY`.
 
     The spec declares them because BOSH silently drops manifest properties a job does not
-    declare: declared, they reach the rendered config when set, and pre-start fails with the
-    advice instead of ignoring, say, a custom health check.
+    declare: declared, they reach the rendered config when set, and vipdrain applies their
+    meaning with one warning naming the vipdrain property to use instead.
     """
     try:
         from vipdrain.config import LEGACY
@@ -149,8 +149,8 @@ def retired_properties() -> dict[str, str]:
 
 def _retired_description(advice: str) -> str:
     return (
-        f"Retired property of haproxy-boshrelease's keepalived job: it {advice}. Declared only so "
-        "that a manifest still setting it fails pre-start with this advice instead of being ignored."
+        f"haproxy-boshrelease's keepalived job property, accepted for drop-in compatibility: {advice}. "
+        "No default: unset unless the manifest sets it."
     )
 
 
@@ -220,7 +220,7 @@ def render_spec(props: Sequence[PropertyDef], retired: Mapping[str, str] | None 
         if _has(prop, "example"):
             out.append(f"    example: {_yaml_inline(prop.example)}")
     if retired:
-        out.append("  # Retired names of haproxy-boshrelease's keepalived job (no default: absent unless set).")
+        out.append("  # haproxy-boshrelease's keepalived job names (no default: absent unless set).")
     for name, advice in retired.items():
         out.append(f"  {name}:")
         out.append(f"    description: {_yaml_inline(_retired_description(advice))}")
@@ -234,7 +234,7 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     """`vipdrain.yml.erb`: the job's properties, the instance's spec and the link, as JSON.
 
     JSON is YAML, and Ruby's JSON writer emits no tags, anchors or ambiguous plain scalars.
-    Retired names are dumped too (when set), so that vipdrain can explain them.
+    haproxy-boshrelease's names are dumped too (when set), so that vipdrain can apply them.
     """
     groups = required_groups(props)
     retired = retired_properties() if retired is None else retired
@@ -392,16 +392,17 @@ def render_properties_doc(props: Sequence[PropertyDef], retired: Mapping[str, st
     if retired:
         out += [
             "",
-            "## Retired properties (haproxy-boshrelease)",
+            "## haproxy-boshrelease's property names",
             "",
-            "Names of haproxy-boshrelease's keepalived job that this job replaced. The spec declares them",
-            "(BOSH would otherwise drop them silently), so a manifest that still sets one fails pre-start",
-            "with the advice below. See [BOSH.md](BOSH.md#upgrading-from-haproxy-boshreleases-keepalived-job).",
+            "Names of haproxy-boshrelease's keepalived job that are not this job's own. The spec declares",
+            "them (BOSH would otherwise drop them silently), so a manifest written for that job deploys",
+            "unchanged: each one set is applied as below, with one warning naming the property to use.",
+            "See [BOSH.md](BOSH.md#upgrading-from-haproxy-boshreleases-keepalived-job).",
             "",
-            "| property | what to do |",
+            "| property | what vipdrain does with it |",
             "|---|---|",
         ]
-        out += [f"| `{name}` | it {advice} |" for name, advice in retired.items()]
+        out += [f"| `{name}` | {advice} |" for name, advice in retired.items()]
     return "\n".join(out) + "\n"
 
 

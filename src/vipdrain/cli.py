@@ -41,6 +41,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from vipdrain.config import load_config
 
     cfg = load_config(_config_path(args))
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {len(cfg.vips)} VIP(s), priority {cfg.priority}, placement {cfg.placement}", file=sys.stderr)
     return EXIT_OK
 
@@ -96,7 +98,7 @@ def _cmd_pre_start(args: argparse.Namespace) -> int:
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
-    for warning in pre_start(cfg, layout, render_keepalived_conf(cfg, layout)):
+    for warning in (*cfg.warnings, *pre_start(cfg, layout, render_keepalived_conf(cfg, layout))):
         logging.getLogger("vipdrain").warning(warning)
     logging.getLogger("vipdrain").info("pre-start: %s ready; joining held until post-start", layout.keepalived_conf)
     return EXIT_OK

@@ -20,7 +20,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +65,28 @@ EXTRA_KEYWORD = re.compile(r"[a-z][a-z0-9_]*")
 ABSOLUTE_PATH = re.compile(r"/[A-Za-z0-9_.+@%=,:~/-]*")
 VIP_KEYS = ("address", "virtual_router_id", "interface")
 
-#: haproxy-boshrelease's keepalived job properties that vipdrain replaces, with what to do.
+#: Properties of haproxy-boshrelease's keepalived job (jobs/keepalived/spec, last changed in
+#: 09a4539975acb92162e5414b1819457e9b6cb5e7) that are not vipdrain's own names, with their type
+#: and what each one set tells the operator (one warning, naming the vipdrain property to use).
+#: keepalived.vip, interface and virtual_router_id are vipdrain properties with the same meaning.
 LEGACY = {
-    "keepalived.healthcheck_command": "is haproxy-boshrelease's name: set keepalived.healthcheck.command",
-    "keepalived.healthcheck_name": "is not used (vipdrain's check is named vipdrain_healthcheck): remove it",
-    "keepalived.dont_track_primary": "is not a vipdrain property: add 'dont_track_primary' to "
-    "keepalived.extra.vrrp_instance",
+    "keepalived.healthcheck_command": "haproxy-boshrelease's name, used as keepalived.healthcheck.command "
+    "(exit 0 = healthy; a failing check puts this VM in FAULT; its default, killall -0 haproxy, keeps "
+    "vipdrain's own check, which covers it): set keepalived.healthcheck.command instead",
+    "keepalived.healthcheck_name": "is ignored (haproxy-boshrelease's label of its check; vipdrain's check is "
+    "vipdrain_healthcheck, run as keepalived.healthcheck.command says): remove it",
+    "keepalived.dont_track_primary": "haproxy-boshrelease's name: set keepalived.extra.vrrp_instance: "
+    "[dont_track_primary] instead",
 }
+LEGACY_TYPES = {
+    "keepalived.healthcheck_command": "string",
+    "keepalived.healthcheck_name": "string",
+    "keepalived.dont_track_primary": "boolean",
+}
+#: haproxy-boshrelease's default health check: whether some haproxy process lives. vipdrain's
+#: own probe checks that (haproxy's pid file names a live process) and that the frontend accepts
+#: a connection, so a manifest that spells this default out keeps the probe.
+LEGACY_DEFAULT_CHECK = "killall -0 haproxy"
 
 #: global_defs keywords the escape hatch may not set, and why.
 MANAGED_GLOBAL = {
@@ -204,10 +219,11 @@ def parse_config(doc: Mapping[str, Any], *, interface_of: InterfaceLookup | None
     for key in doc:
         if key not in SECTIONS:
             report.add(str(key), doc[key], f"is not a known section (expected {', '.join(SECTIONS)})")
-    props = _Props(_flatten(doc.get("properties"), report), report)
+    legacy: dict[str, Any] = {}
+    props = _Props(_flatten(doc.get("properties"), report, legacy), report)
     spec = _parse_spec(doc.get("spec"), report)
     link_peers = _parse_link(doc.get("links"), spec, report)
-    cfg = _build(props, spec, link_peers, interface_of, report)
+    cfg = _build(props, spec, link_peers, interface_of, report, legacy)
     if cfg is None or report.problems:
         raise ConfigInvalid(report.problems)
     return cfg
@@ -336,10 +352,11 @@ def _describe(value: Any) -> str:
 # --- properties: names ------------------------------------------------------------------------
 
 
-def _flatten(raw: Any, report: _Report) -> dict[str, Any]:
+def _flatten(raw: Any, report: _Report, legacy: dict[str, Any]) -> dict[str, Any]:
     """Nested (or dotted) property maps -> {dotted name: value}; unknown names are problems.
 
     null, and "" for an optional string without default, mean "not set" and are left out.
+    haproxy-boshrelease's names (LEGACY) that are set go to `legacy` instead.
     """
     if raw is None:
         return {}
@@ -347,20 +364,24 @@ def _flatten(raw: Any, report: _Report) -> dict[str, Any]:
         report.add("properties", raw, "must be a map of the job's properties (keepalived, vipdrain)")
         return {}
     out: dict[str, Any] = {}
-    _walk(raw, "", out, report)
+    _walk(raw, "", out, report, legacy)
     return out
 
 
-def _walk(node: Mapping[Any, Any], prefix: str, out: dict[str, Any], report: _Report) -> None:
+def _walk(node: Mapping[Any, Any], prefix: str, out: dict[str, Any], report: _Report,
+          legacy: dict[str, Any]) -> None:
     for key, value in node.items():
         name = f"{prefix}{key}"
-        if name in BY_NAME:
+        if name in LEGACY:
+            if value is not None:
+                legacy[name] = value
+        elif name in BY_NAME:
             if value is not None and not (value == "" and BY_NAME[name].type == "string"
                                           and not BY_NAME[name].has_default):
                 out[name] = value
         elif name in _PREFIXES:
             if isinstance(value, Mapping):
-                _walk(value, f"{name}.", out, report)
+                _walk(value, f"{name}.", out, report, legacy)
             elif value is not None:
                 report.add(name, value, f"must be a map with the keys {', '.join(_children(name))}")
         else:
@@ -372,9 +393,7 @@ def _children(prefix: str) -> list[str]:
 
 
 def unknown_property_message(name: str) -> str:
-    """`is not a known property (did you mean ...?)`, with haproxy-boshrelease's names explained."""
-    if name in LEGACY:
-        return LEGACY[name]
+    """`is not a known property (did you mean ...?)`."""
     close = difflib.get_close_matches(name, [*BY_NAME, *_PREFIXES], n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"is not a known property{hint}"
@@ -590,6 +609,7 @@ def _build(
     link_peers: list[Peer],
     interface_of: InterfaceLookup | None,
     report: _Report,
+    legacy: Mapping[str, Any],
 ) -> JobConfig | None:
     version = _vrrp_version(props)
     advert_int = _advert_int(props, version)
@@ -606,6 +626,9 @@ def _build(
     authentication = _authentication(props, version)
     group_v4, group_v6 = _multicast_groups(props)
     healthcheck = _healthcheck(props)
+    warnings, legacy_command, dont_track_primary = _legacy(props, legacy, healthcheck.command)
+    if legacy_command:
+        healthcheck = replace(healthcheck, command=legacy_command)
     garp = Garp(
         master_delay=props.integer("keepalived.garp.master_delay", 0, 4294, " (seconds)"),
         master_repeat=props.integer("keepalived.garp.master_repeat", 1, 255),
@@ -620,6 +643,8 @@ def _build(
     )
     extra_global = _extra_lines(props, "keepalived.extra.global_defs", MANAGED_GLOBAL, "global_defs")
     extra_instance = _extra_lines(props, "keepalived.extra.vrrp_instance", MANAGED_INSTANCE, "vrrp_instance")
+    if dont_track_primary and "dont_track_primary" not in extra_instance:
+        extra_instance += ("dont_track_primary",)
     drain, haproxy = _drain(props), _haproxy(props)
     if spec is None or not vips or report.problems:
         return None
@@ -645,6 +670,7 @@ def _build(
         extra_instance_options=extra_instance,
         drain=drain,
         haproxy=haproxy,
+        warnings=tuple(warnings),
     )
 
 
@@ -942,6 +968,34 @@ def _healthcheck(props: _Props) -> HealthCheck:
         fall=props.integer(f"{prefix}.fall", 1, 1000),
         rise=props.integer(f"{prefix}.rise", 1, 1000),
     )
+
+
+def _legacy(props: _Props, legacy: Mapping[str, Any], command: str) -> tuple[list[str], str, bool]:
+    """haproxy-boshrelease's properties set in `legacy`, with their meaning: (one warning per
+    property, the health check command they ask for or "", whether to set dont_track_primary).
+    `command` is keepalived.healthcheck.command as validated ("" = unset or rejected)."""
+    warnings, custom, dont_track_primary = [], "", False
+    for name, value in legacy.items():
+        expected = LEGACY_TYPES[name]
+        why = None if _has_type(value, expected) else f"must be {_TYPE_WORDS[expected]}, not {_describe(value)}"
+        advice = LEGACY[name]
+        if why is None and name == "keepalived.healthcheck_command":
+            why = command_problem(value)
+            if why is None and command and value != command:
+                why = (f"differs from keepalived.healthcheck.command ({command!r}): set only "
+                       "keepalived.healthcheck.command")
+            elif why is None and value == LEGACY_DEFAULT_CHECK and not command:
+                advice = ("is haproxy-boshrelease's default check, which vipdrain's own check covers (haproxy's pid "
+                          "file names a live process and its frontend accepts a connection): remove it, or set "
+                          "keepalived.healthcheck.command for a check of your own")
+            elif why is None:
+                custom = value
+        if why:
+            props.report.add(name, value, why)
+            continue
+        dont_track_primary = dont_track_primary or (name == "keepalived.dont_track_primary" and value)
+        warnings.append(f"{name}: {advice}")
+    return warnings, custom, dont_track_primary
 
 
 def _notification_email(props: _Props) -> NotificationEmail | None:

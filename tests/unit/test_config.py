@@ -440,9 +440,6 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
                                 "keepalived.healthcheck.intervall: 2 is not a known property (did you mean "
                                 "keepalived.healthcheck.interval?)"),
     "unknown top namespace": ({"haproxy.backend_port": 80}, "haproxy: {'backend_port': 80} is not a known property"),
-    "haproxy-boshrelease property": ({"keepalived.healthcheck_command": "killall -0 haproxy"},
-                                     "keepalived.healthcheck_command: 'killall -0 haproxy' is haproxy-boshrelease's "
-                                     "name: set keepalived.healthcheck.command"),
     "bool as string": ({"keepalived.unicast": "true"},
                        "keepalived.unicast: 'true' must be a boolean (true or false), not a string"),
     "integer as string": ({"keepalived.virtual_router_id": "5"},
