@@ -11,8 +11,10 @@ JSON), the monit file and the property reference. Everything under `jobs/keepali
 generated: the generator owns that directory, and `--check` (a test runs it) fails when the
 committed files differ from what it would write, so neither can drift from the schema.
 
-Only `p`, `if_p`, `spec` and `if_link` appear in the ERB, in one loop: all judgement about the
-values is `vipdrain.config`'s, where it is tested in Python.
+Only `p`, `if_p`, `spec` and `if_link` appear in the ERB: one loop dumps the values, and one
+applies the checks that need nothing but a value (type, choices, range), generated from the schema
+(`vipdrain.schema.static_problem` makes the same checks in Python), so such a mistake fails while
+the director renders, before any VM is touched. All other judgement is `vipdrain.config`'s.
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     retired = retired_properties() if retired is None else retired
     required = "\n".join(f"  p(%w({' '.join(g)}))" for g in groups)
     names = "\n".join(f"    {name}" for name in [*(p.name for p in props), *retired])
+    checks = "\n".join(f"    {line}" for line in static_checks(props, retired).splitlines())
     spec_fields = ",\n".join(f"    '{f}' => spec.{f}" for f in SPEC_FIELDS)
     link_fields = ", ".join(f"'{f}' => i.{f}" for f in LINK_INSTANCE_FIELDS)
     return f"""<%-
@@ -264,6 +267,36 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     end
   end
 
+  # What needs nothing but the value itself (type, choices, range; from vipdrain.schema) is
+  # checked here too, so such a mistake fails the deploy while the director renders, before any
+  # VM is touched, with vipdrain's wording. vipdrain checks everything again in pre-start.
+  checks = JSON.parse(<<~'CHECKS')
+{checks}
+  CHECKS
+  kinds = {{
+    'string' => [String], 'integer' => [Integer], 'number' => [Integer, Float],
+    'boolean' => [TrueClass, FalseClass], 'list' => [Array], 'map' => [Hash]
+  }}
+  described = {{
+    String => 'a string', Integer => 'a number', Float => 'a number', TrueClass => 'a boolean',
+    FalseClass => 'a boolean', Array => 'a list', Hash => 'a map'
+  }}
+  problems = []
+  checks.each do |name, check|
+    if_p(name) do |value|
+      shown = value.is_a?(String) ? "'#{{value}}'" : value.inspect
+      if kinds[check['type']].none? {{ |kind| value.is_a?(kind) }}
+        actual = described.fetch(value.class, value.class.name)
+        problems << "#{{name}}: #{{shown}} must be #{{check['words']}}, not #{{actual}}"
+      elsif check['choices'] && !check['choices'].include?(value)
+        problems << "#{{name}}: #{{shown}} must be one of #{{check['choices'].join(', ')}}"
+      elsif check['limits'] && !value.between?(*check['limits'])
+        problems << "#{{name}}: #{{shown}} is out of range #{{check['range']}}"
+      end
+    end
+  end
+  raise ArgumentError, "invalid job properties (#{{problems.size}}): #{{problems.join('; ')}}" unless problems.empty?
+
   links = {{}}
   if_link('{LINK}') do |link|
     links['{LINK}'] = {{ 'instances' => link.instances.map {{ |i| {{ {link_fields} }} }} }}
@@ -277,6 +310,29 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
   'links' => links
 ) %>
 """
+
+
+def static_checks(props: Sequence[PropertyDef], retired: Mapping[str, str]) -> str:
+    """The checks `vipdrain.schema.static_problem` makes, as JSON for the config template:
+    {name: {type, words, choices?, limits?, range?}}, haproxy-boshrelease's names by type only."""
+    import json
+
+    from vipdrain.config import LEGACY_TYPES
+    from vipdrain.schema import TYPE_WORDS
+
+    table: dict[str, dict[str, Any]] = {}
+    for prop in props:
+        check: dict[str, Any] = {"type": prop.type, "words": TYPE_WORDS[prop.type]}
+        if prop.choices:
+            check["choices"] = list(prop.choices)
+        if prop.limits is not None:
+            check["limits"], check["range"] = list(prop.limits), prop.range_text
+        table[prop.name] = check
+    for name in retired:
+        kind = LEGACY_TYPES.get(name)
+        if kind:
+            table[name] = {"type": kind, "words": TYPE_WORDS[kind]}
+    return "{\n" + ",\n".join(f"{json.dumps(name)}: {json.dumps(check)}" for name, check in table.items()) + "\n}"
 
 
 # --- scripts --------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from vipdrain.model import (
 from vipdrain.priority import base_priority
 from vipdrain.probe import parse_endpoint
 from vipdrain.render import MAX_LINE_BYTES, split_smtp_server, unsafe_character
-from vipdrain.schema import BY_NAME, NO_DEFAULT
+from vipdrain.schema import BY_NAME, NO_DEFAULT, TYPE_WORDS, describe, has_type, static_problem
 
 InterfaceLookup = Callable[[IPAddress], str | None]
 
@@ -251,9 +251,9 @@ class _Props:
         self._bad: set[str] = set()
         self.report = report
         for name, value in given.items():
-            expected = BY_NAME[name].type
-            if not _has_type(value, expected):
-                self.reject(name, value, f"must be {_TYPE_WORDS[expected]}, not {_describe(value)}")
+            why = static_problem(BY_NAME[name], value)
+            if why:
+                self.reject(name, value, why)
 
     def is_set(self, name: str) -> bool:
         return name in self._given and name not in self._bad
@@ -279,26 +279,15 @@ class _Props:
     def problem_count(self) -> int:
         return len(self.report.problems)
 
-    def integer(self, name: str, lo: int, hi: int, unit: str = "") -> int:
-        value = self.get(name)
-        if self.is_set(name) and not lo <= value <= hi:
-            self.reject(name, value, f"is out of range {lo}..{hi}{unit}")
-            return int(BY_NAME[name].default)
-        return int(value)
+    def integer(self, name: str) -> int:
+        """An integer property; its type and limits were checked against the schema."""
+        return int(self.get(name))
 
-    def number(self, name: str, lo: float, hi: float, unit: str = "") -> float:
-        value = self.get(name)
-        if self.is_set(name) and not lo <= value <= hi:
-            self.reject(name, value, f"is out of range {lo:g}..{hi:g}{unit}")
-            return float(BY_NAME[name].default)
-        return float(value)
+    def number(self, name: str) -> float:
+        return float(self.get(name))
 
-    def choice(self, name: str, options: tuple[str, ...]) -> str:
-        value = self.get(name)
-        if self.is_set(name) and value not in options:
-            self.reject(name, value, f"must be one of {', '.join(options)}")
-            return str(BY_NAME[name].default)
-        return str(value)
+    def choice(self, name: str) -> str:
+        return str(self.get(name))
 
     def command(self, name: str, absolute: bool = False) -> str:
         """An operator command, or "" when unset; `absolute`: its program must be an absolute path."""
@@ -308,45 +297,6 @@ class _Props:
             self.reject(name, value, reason)
             return ""
         return value
-
-
-_TYPE_WORDS = {
-    "string": "a string",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "a boolean (true or false)",
-    "list": "a list",
-    "map": "a map",
-}
-
-
-def _has_type(value: Any, expected: str) -> bool:
-    if expected == "string":
-        return isinstance(value, str)
-    if expected == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected == "boolean":
-        return isinstance(value, bool)
-    if expected == "list":
-        return isinstance(value, list)
-    return isinstance(value, Mapping)
-
-
-def _describe(value: Any) -> str:
-    """What a YAML author would call this value's type."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a map"
-    return type(value).__name__
 
 
 # --- properties: names ------------------------------------------------------------------------
@@ -427,7 +377,7 @@ def command_problem(text: str, absolute: bool = False) -> str | None:
 def address_problem(value: Any, what: str = "an IP address") -> tuple[IPAddress | None, str | None]:
     """(address, None) for a single unicast address string, else (None, why not)."""
     if not isinstance(value, str):
-        return None, f"must be {what} (a string), not {_describe(value)}"
+        return None, f"must be {what} (a string), not {describe(value)}"
     if "/" in value:
         return None, f"must be {what} without a prefix length (a single host, not a network)"
     if "%" in value:
@@ -461,7 +411,7 @@ def interface_problem(name: str) -> str | None:
 def extra_line_problem(line: Any, managed: Mapping[str, str], block: str) -> str | None:
     """Why `line` cannot go into `block` through the escape hatch, or None."""
     if not isinstance(line, str):
-        return f"must be a string `keyword value...`, not {_describe(line)}"
+        return f"must be a string `keyword value...`, not {describe(line)}"
     reason = unsafe_character(line, allowed="\"'")
     if reason:
         return reason
@@ -504,8 +454,8 @@ def _parse_spec(raw: Any, report: _Report) -> InstanceSpec | None:
         value = raw.get(key)
         if value is None:
             report.add(f"spec.{key}", MISSING, f"is required: {missing}")
-        elif not _has_type(value, expected):
-            report.add(f"spec.{key}", value, f"must be {_TYPE_WORDS[expected]}, not {_describe(value)}")
+        elif not has_type(value, expected):
+            report.add(f"spec.{key}", value, f"must be {TYPE_WORDS[expected]}, not {describe(value)}")
         else:
             return value
         return None
@@ -528,7 +478,7 @@ def _parse_spec(raw: Any, report: _Report) -> InstanceSpec | None:
     for key in ("az", "deployment"):
         value = raw.get(key)
         if value is not None and not isinstance(value, str):
-            report.add(f"spec.{key}", value, f"must be a string, not {_describe(value)}")
+            report.add(f"spec.{key}", value, f"must be a string, not {describe(value)}")
         extras[key] = value if isinstance(value, str) else ""
     if len(report.problems) > before or ip is None:
         return None
@@ -570,13 +520,13 @@ def _parse_link_instance(path: str, entry: Any, report: _Report) -> Peer | None:
         hint = " (with use_dns_addresses, set keepalived.unicast_peers to IP addresses)"
         report.add(f"{path}.address", raw_address, why + hint)
     index, bootstrap, peer_id = entry.get("index"), entry.get("bootstrap", False), entry.get("id", "")
-    if index is not None and not _has_type(index, "integer"):
-        report.add(f"{path}.index", index, f"must be a whole number, not {_describe(index)}")
+    if index is not None and not has_type(index, "integer"):
+        report.add(f"{path}.index", index, f"must be a whole number, not {describe(index)}")
         index = None
     if not isinstance(bootstrap, bool):
-        report.add(f"{path}.bootstrap", bootstrap, f"must be a boolean, not {_describe(bootstrap)}")
+        report.add(f"{path}.bootstrap", bootstrap, f"must be a boolean, not {describe(bootstrap)}")
     if not isinstance(peer_id, str):
-        report.add(f"{path}.id", peer_id, f"must be a string, not {_describe(peer_id)}")
+        report.add(f"{path}.id", peer_id, f"must be a string, not {describe(peer_id)}")
     if address is None or not isinstance(bootstrap, bool) or not isinstance(peer_id, str):
         return None
     return Peer(address=address, index=index, bootstrap=bootstrap, id=peer_id)
@@ -611,9 +561,9 @@ def _build(
     report: _Report,
     legacy: Mapping[str, Any],
 ) -> JobConfig | None:
-    version = _vrrp_version(props)
+    version = props.integer("keepalived.vrrp_version")
     advert_int = _advert_int(props, version)
-    chosen = props.choice("vipdrain.placement", ("preferred", "sticky"))
+    chosen = props.choice("vipdrain.placement")
     placement: Placement = "sticky" if chosen == "sticky" else "preferred"
     unicast = bool(props.get("keepalived.unicast"))
     peers = _peers(props, link_peers, spec)
@@ -630,9 +580,9 @@ def _build(
     if legacy_command:
         healthcheck = replace(healthcheck, command=legacy_command)
     garp = Garp(
-        master_delay=props.integer("keepalived.garp.master_delay", 0, 4294, " (seconds)"),
-        master_repeat=props.integer("keepalived.garp.master_repeat", 1, 255),
-        master_refresh=props.integer("keepalived.garp.master_refresh", 0, 86400, " (seconds)"),
+        master_delay=props.integer("keepalived.garp.master_delay"),
+        master_repeat=props.integer("keepalived.garp.master_repeat"),
+        master_refresh=props.integer("keepalived.garp.master_refresh"),
     )
     email = _notification_email(props)
     notify = NotifyHooks(
@@ -672,15 +622,6 @@ def _build(
         haproxy=haproxy,
         warnings=tuple(warnings),
     )
-
-
-def _vrrp_version(props: _Props) -> int:
-    name = "keepalived.vrrp_version"
-    value = props.get(name)
-    if value not in (2, 3):
-        props.reject(name, value, "must be 2 or 3")
-        return 3
-    return int(value)
 
 
 def _advert_int(props: _Props, version: int) -> float:
@@ -771,13 +712,13 @@ def _vip_entry(props: _Props, position: int, item: Any) -> _VipEntry | None:
     elif why:
         props.reject_item(many, f"{path}.address", raw_addr, why)
     vrid = item.get("virtual_router_id")
-    if vrid is not None and not (_has_type(vrid, "integer") and 1 <= vrid <= 255):
-        message = "is out of range 1..255" if _has_type(vrid, "integer") else (
-            f"must be a whole number, not {_describe(vrid)}")
+    if vrid is not None and not (has_type(vrid, "integer") and 1 <= vrid <= 255):
+        message = "is out of range 1..255" if has_type(vrid, "integer") else (
+            f"must be a whole number, not {describe(vrid)}")
         props.reject_item(many, f"{path}.virtual_router_id", vrid, message)
     interface = item.get("interface")
     if interface is not None:
-        why = f"must be a string, not {_describe(interface)}" if not isinstance(interface, str) else (
+        why = f"must be a string, not {describe(interface)}" if not isinstance(interface, str) else (
             None if interface == "auto" else interface_problem(interface))
         if why:
             props.reject_item(many, f"{path}.interface", interface, why)
@@ -795,7 +736,7 @@ def _resolve_vips(
     why = interface_problem(default) if default != "auto" else None
     if why:
         props.reject(name, default, why)
-    base = props.integer("keepalived.virtual_router_id", 1, 255)
+    base = props.integer("keepalived.virtual_router_id")
     auto = _AutoInterface(props, spec, interface_of)
     resolved = []
     for entry in entries:
@@ -963,10 +904,10 @@ def _healthcheck(props: _Props) -> HealthCheck:
     return HealthCheck(
         # "" selects vipdrain's probe; the renderer builds its command from the VM's layout.
         command=props.command(f"{prefix}.command"),
-        interval=props.integer(f"{prefix}.interval", 1, 4294, " (seconds)"),
-        timeout=props.integer(f"{prefix}.timeout", 1, 4294, " (seconds)"),
-        fall=props.integer(f"{prefix}.fall", 1, 1000),
-        rise=props.integer(f"{prefix}.rise", 1, 1000),
+        interval=props.integer(f"{prefix}.interval"),
+        timeout=props.integer(f"{prefix}.timeout"),
+        fall=props.integer(f"{prefix}.fall"),
+        rise=props.integer(f"{prefix}.rise"),
     )
 
 
@@ -977,7 +918,7 @@ def _legacy(props: _Props, legacy: Mapping[str, Any], command: str) -> tuple[lis
     warnings, custom, dont_track_primary = [], "", False
     for name, value in legacy.items():
         expected = LEGACY_TYPES[name]
-        why = None if _has_type(value, expected) else f"must be {_TYPE_WORDS[expected]}, not {_describe(value)}"
+        why = None if has_type(value, expected) else f"must be {TYPE_WORDS[expected]}, not {describe(value)}"
         advice = LEGACY[name]
         if why is None and name == "keepalived.healthcheck_command":
             why = command_problem(value)
@@ -1016,7 +957,7 @@ def _notification_email(props: _Props) -> NotificationEmail | None:
             split_smtp_server(server)
         except ValueError as exc:
             props.reject(server_name, server, f"must be HOST, HOST:PORT or [IPv6]:PORT ({exc})")
-    timeout = props.integer(f"{prefix}.smtp_connect_timeout", 1, 4294, " (seconds)")
+    timeout = props.integer(f"{prefix}.smtp_connect_timeout")
     if not props.ok(to_name, from_name, server_name):
         return None
     if not recipients:
@@ -1046,16 +987,16 @@ def _drain(props: _Props) -> DrainSettings:
     prefix = "vipdrain.drain"
     return DrainSettings(
         enabled=bool(props.get(f"{prefix}.enabled")),
-        timeout=props.number(f"{prefix}.timeout", 0.1, 3600, " (seconds)"),
-        no_peer_policy="fail" if props.choice(f"{prefix}.no_peer_policy", ("proceed", "fail")) == "fail"
+        timeout=props.number(f"{prefix}.timeout"),
+        no_peer_policy="fail" if props.choice(f"{prefix}.no_peer_policy") == "fail"
         else "proceed",
-        poll_interval=props.number(f"{prefix}.poll_interval", 0.01, 10, " (seconds)"),
+        poll_interval=props.number(f"{prefix}.poll_interval"),
         dynamic=bool(props.get(f"{prefix}.dynamic")),
         resign_advert=bool(props.get(f"{prefix}.resign_advert")),
         peer_check=bool(props.get(f"{prefix}.peer_check")),
         preserve_connections=bool(props.get(f"{prefix}.preserve_connections")),
-        preserve_grace=props.number(f"{prefix}.preserve_grace", 1, 3600, " (seconds)"),
-        preserve_port=props.integer(f"{prefix}.preserve_port", 1, 65535),
+        preserve_grace=props.number(f"{prefix}.preserve_grace"),
+        preserve_port=props.integer(f"{prefix}.preserve_port"),
     )
 
 
@@ -1073,8 +1014,5 @@ def _haproxy(props: _Props) -> HaproxySettings:
         props.reject(f"{prefix}.probe", probe, str(exc))
         probe = BY_NAME[f"{prefix}.probe"].default
     grace_name = f"{prefix}.drain_grace_time"
-    grace = props.get(grace_name)
-    if grace is not None and not 0 <= grace <= 86400:
-        props.reject(grace_name, grace, "is out of range 0..86400 (seconds)")
-        grace = None
+    grace = props.get(grace_name)  # type and range checked against the schema; unset: None
     return HaproxySettings(pid_file=pid_file, probe=probe, drain_grace_time=grace)

@@ -302,7 +302,7 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
                                       "keepalived.advert_int: 0.5 must be whole seconds 1..255 with VRRP version 2"),
     "advert_int above v2 range": ({"keepalived.vrrp_version": 2, "keepalived.advert_int": 256},
                                   "keepalived.advert_int: 256 must be whole seconds 1..255"),
-    "vrrp version 4": ({"keepalived.vrrp_version": 4}, "keepalived.vrrp_version: 4 must be 2 or 3"),
+    "vrrp version 4": ({"keepalived.vrrp_version": 4}, "keepalived.vrrp_version: 4 must be one of 2, 3"),
     "auth with v3": ({"keepalived.authentication": "secret"},
                      "keepalived.authentication: needs keepalived.vrrp_version: 2 (VRRPv3 has no authentication)"),
     "auth too long": ({"keepalived.vrrp_version": 2, "keepalived.authentication": "123456789"},
