@@ -409,7 +409,9 @@ def render_properties_doc(props: Sequence[PropertyDef], retired: Mapping[str, st
         f"Every property of the `{JOB}` job, in the order of its `spec`. Set them under the job's",
         "`properties:` in the deployment manifest ([BOSH.md](BOSH.md) shows where).",
         "`vipdrain check --config FILE` validates a rendered config and reports every problem at once;",
-        "pre-start does the same on the VM and fails the deploy before keepalived is touched.",
+        "pre-start does the same on the VM and fails the deploy before keepalived is touched. A wrong type,",
+        "a value outside its choices or its range (the *one of* and *range* below) fails earlier, while the",
+        "director renders the job's templates, before any VM is touched.",
         "",
     ]
     if groups:
@@ -442,6 +444,10 @@ def render_properties_doc(props: Sequence[PropertyDef], retired: Mapping[str, st
         if requirement:
             facts.append(f"**{requirement}**")
         facts.append(f"default: `{_yaml_inline(prop.default)}`" if _has(prop, "default") else "no default")
+        if prop.choices:
+            facts.append("one of " + ", ".join(f"`{c}`" for c in prop.choices))
+        if prop.limits is not None:
+            facts.append(f"range {prop.range_text}")
         out += ["", f"### {prop.name}", "", " · ".join(facts), "", prop.description]
         if _has(prop, "example"):
             out += ["", "Example:", "", "```yaml", _manifest_snippet(prop.name, prop.example).rstrip(), "```"]
