@@ -931,6 +931,9 @@ def _legacy(props: _Props, legacy: Mapping[str, Any], command: str) -> tuple[lis
                           "keepalived.healthcheck.command for a check of your own")
             elif why is None:
                 custom = value
+        if why is None and name == "keepalived.dont_track_primary" and value is False:
+            advice = ("false is haproxy-boshrelease's default and keepalived's: remove it "
+                      "(keepalived.extra.vrrp_instance: [dont_track_primary] turns the option on)")
         if why:
             props.report.add(name, value, why)
             continue

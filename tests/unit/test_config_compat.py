@@ -48,7 +48,9 @@ def test_defaults_spelled_out_are_accepted_with_one_warning_each(make_raw, parse
                                 "keepalived.dont_track_primary"}
     assert "keepalived.healthcheck.command" in by_property["keepalived.healthcheck_command"]
     assert "is ignored" in by_property["keepalived.healthcheck_name"]
-    assert "keepalived.extra.vrrp_instance" in by_property["keepalived.dont_track_primary"]
+    assert by_property["keepalived.dont_track_primary"] == (
+        "keepalived.dont_track_primary: false is haproxy-boshrelease's default and keepalived's: remove it "
+        "(keepalived.extra.vrrp_instance: [dont_track_primary] turns the option on)")
 
 
 def test_unset_legacy_properties_give_no_warning(make_raw, parse):
