@@ -75,8 +75,8 @@ LEGACY = {
     "vipdrain's own check, which covers it): set keepalived.healthcheck.command instead",
     "keepalived.healthcheck_name": "is ignored (haproxy-boshrelease's label of its check; vipdrain's check is "
     "vipdrain_healthcheck, run as keepalived.healthcheck.command says): remove it",
-    "keepalived.dont_track_primary": "haproxy-boshrelease's name: set keepalived.extra.vrrp_instance: "
-    "[dont_track_primary] instead",
+    "keepalived.dont_track_primary": "haproxy-boshrelease's name; true adds keepalived's dont_track_primary to "
+    "every VRRP instance: set keepalived.extra.vrrp_instance: [dont_track_primary] instead",
 }
 LEGACY_TYPES = {
     "keepalived.healthcheck_command": "string",

@@ -87,8 +87,9 @@ def test_both_health_check_names_must_agree(make_raw, parse, problems):
 def test_dont_track_primary_true_sets_keepalived_option(make_raw, parse, conf):
     cfg = parse(make_raw({"keepalived.dont_track_primary": True}))
     assert cfg.extra_instance_options == ("dont_track_primary",)
-    assert cfg.warnings == ("keepalived.dont_track_primary: haproxy-boshrelease's name: set "
-                            "keepalived.extra.vrrp_instance: [dont_track_primary] instead",)
+    assert cfg.warnings == ("keepalived.dont_track_primary: haproxy-boshrelease's name; true adds keepalived's "
+                            "dont_track_primary to every VRRP instance: set keepalived.extra.vrrp_instance: "
+                            "[dont_track_primary] instead",)
     instance = conf(render_keepalived_conf(cfg, LAYOUT)).blocks["vrrp_instance vip_1"]
     assert "dont_track_primary" in instance.lines
 
