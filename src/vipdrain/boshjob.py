@@ -11,8 +11,10 @@ JSON), the monit file and the property reference. Everything under `jobs/keepali
 generated: the generator owns that directory, and `--check` (a test runs it) fails when the
 committed files differ from what it would write, so neither can drift from the schema.
 
-Only `p`, `if_p`, `spec` and `if_link` appear in the ERB, in one loop: all judgement about the
-values is `vipdrain.config`'s, where it is tested in Python.
+Only `p`, `if_p`, `spec` and `if_link` appear in the ERB: one loop dumps the values, and one
+applies the checks that need nothing but a value (type, choices, range), generated from the schema
+(`vipdrain.schema.static_problem` makes the same checks in Python), so such a mistake fails while
+the director renders, before any VM is touched. All other judgement is `vipdrain.config`'s.
 """
 
 from __future__ import annotations
@@ -133,12 +135,12 @@ def check_properties(props: Sequence[PropertyDef]) -> None:
 
 
 def retired_properties() -> dict[str, str]:
-    """haproxy-boshrelease's keepalived property names that vipdrain replaced (name -> advice),
-    from `vipdrain.config.LEGACY`.
+    """haproxy-boshrelease's keepalived property names that are not vipdrain's own (name ->
+    what vipdrain does with it), from `vipdrain.config.LEGACY`.
 
     The spec declares them because BOSH silently drops manifest properties a job does not
-    declare: declared, they reach the rendered config when set, and pre-start fails with the
-    advice instead of ignoring, say, a custom health check.
+    declare: declared, they reach the rendered config when set, and vipdrain applies their
+    meaning with one warning naming the vipdrain property to use instead.
     """
     try:
         from vipdrain.config import LEGACY
@@ -149,8 +151,8 @@ def retired_properties() -> dict[str, str]:
 
 def _retired_description(advice: str) -> str:
     return (
-        f"Retired property of haproxy-boshrelease's keepalived job: it {advice}. Declared only so "
-        "that a manifest still setting it fails pre-start with this advice instead of being ignored."
+        f"haproxy-boshrelease's keepalived job property, accepted for drop-in compatibility: {advice}. "
+        "No default: unset unless the manifest sets it."
     )
 
 
@@ -220,7 +222,7 @@ def render_spec(props: Sequence[PropertyDef], retired: Mapping[str, str] | None 
         if _has(prop, "example"):
             out.append(f"    example: {_yaml_inline(prop.example)}")
     if retired:
-        out.append("  # Retired names of haproxy-boshrelease's keepalived job (no default: absent unless set).")
+        out.append("  # haproxy-boshrelease's keepalived job names (no default: absent unless set).")
     for name, advice in retired.items():
         out.append(f"  {name}:")
         out.append(f"    description: {_yaml_inline(_retired_description(advice))}")
@@ -234,12 +236,13 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     """`vipdrain.yml.erb`: the job's properties, the instance's spec and the link, as JSON.
 
     JSON is YAML, and Ruby's JSON writer emits no tags, anchors or ambiguous plain scalars.
-    Retired names are dumped too (when set), so that vipdrain can explain them.
+    haproxy-boshrelease's names are dumped too (when set), so that vipdrain can apply them.
     """
     groups = required_groups(props)
     retired = retired_properties() if retired is None else retired
     required = "\n".join(f"  p(%w({' '.join(g)}))" for g in groups)
     names = "\n".join(f"    {name}" for name in [*(p.name for p in props), *retired])
+    checks = "\n".join(f"    {line}" for line in static_checks(props, retired).splitlines())
     spec_fields = ",\n".join(f"    '{f}' => spec.{f}" for f in SPEC_FIELDS)
     link_fields = ", ".join(f"'{f}' => i.{f}" for f in LINK_INSTANCE_FIELDS)
     return f"""<%-
@@ -264,6 +267,36 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     end
   end
 
+  # What needs nothing but the value itself (type, choices, range; from vipdrain.schema) is
+  # checked here too, so such a mistake fails the deploy while the director renders, before any
+  # VM is touched, with vipdrain's wording. vipdrain checks everything again in pre-start.
+  checks = JSON.parse(<<~'CHECKS')
+{checks}
+  CHECKS
+  kinds = {{
+    'string' => [String], 'integer' => [Integer], 'number' => [Integer, Float],
+    'boolean' => [TrueClass, FalseClass], 'list' => [Array], 'map' => [Hash]
+  }}
+  described = {{
+    String => 'a string', Integer => 'a number', Float => 'a number', TrueClass => 'a boolean',
+    FalseClass => 'a boolean', Array => 'a list', Hash => 'a map'
+  }}
+  problems = []
+  checks.each do |name, check|
+    if_p(name) do |value|
+      shown = value.is_a?(String) ? "'#{{value}}'" : value.inspect
+      if kinds[check['type']].none? {{ |kind| value.is_a?(kind) }}
+        actual = described.fetch(value.class, value.class.name)
+        problems << "#{{name}}: #{{shown}} must be #{{check['words']}}, not #{{actual}}"
+      elsif check['choices'] && !check['choices'].include?(value)
+        problems << "#{{name}}: #{{shown}} must be one of #{{check['choices'].join(', ')}}"
+      elsif check['limits'] && !value.between?(*check['limits'])
+        problems << "#{{name}}: #{{shown}} is out of range #{{check['range']}}"
+      end
+    end
+  end
+  raise ArgumentError, "invalid job properties (#{{problems.size}}): #{{problems.join('; ')}}" unless problems.empty?
+
   links = {{}}
   if_link('{LINK}') do |link|
     links['{LINK}'] = {{ 'instances' => link.instances.map {{ |i| {{ {link_fields} }} }} }}
@@ -277,6 +310,29 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
   'links' => links
 ) %>
 """
+
+
+def static_checks(props: Sequence[PropertyDef], retired: Mapping[str, str]) -> str:
+    """The checks `vipdrain.schema.static_problem` makes, as JSON for the config template:
+    {name: {type, words, choices?, limits?, range?}}, haproxy-boshrelease's names by type only."""
+    import json
+
+    from vipdrain.config import LEGACY_TYPES
+    from vipdrain.schema import TYPE_WORDS
+
+    table: dict[str, dict[str, Any]] = {}
+    for prop in props:
+        check: dict[str, Any] = {"type": prop.type, "words": TYPE_WORDS[prop.type]}
+        if prop.choices:
+            check["choices"] = list(prop.choices)
+        if prop.limits is not None:
+            check["limits"], check["range"] = list(prop.limits), prop.range_text
+        table[prop.name] = check
+    for name in retired:
+        kind = LEGACY_TYPES.get(name)
+        if kind:
+            table[name] = {"type": kind, "words": TYPE_WORDS[kind]}
+    return "{\n" + ",\n".join(f"{json.dumps(name)}: {json.dumps(check)}" for name, check in table.items()) + "\n}"
 
 
 # --- scripts --------------------------------------------------------------------------------
@@ -353,7 +409,9 @@ def render_properties_doc(props: Sequence[PropertyDef], retired: Mapping[str, st
         f"Every property of the `{JOB}` job, in the order of its `spec`. Set them under the job's",
         "`properties:` in the deployment manifest ([BOSH.md](BOSH.md) shows where).",
         "`vipdrain check --config FILE` validates a rendered config and reports every problem at once;",
-        "pre-start does the same on the VM and fails the deploy before keepalived is touched.",
+        "pre-start does the same on the VM and fails the deploy before keepalived is touched. A wrong type,",
+        "a value outside its choices or its range (the *one of* and *range* below) fails earlier, while the",
+        "director renders the job's templates, before any VM is touched.",
         "",
     ]
     if groups:
@@ -386,22 +444,27 @@ def render_properties_doc(props: Sequence[PropertyDef], retired: Mapping[str, st
         if requirement:
             facts.append(f"**{requirement}**")
         facts.append(f"default: `{_yaml_inline(prop.default)}`" if _has(prop, "default") else "no default")
+        if prop.choices:
+            facts.append("one of " + ", ".join(f"`{c}`" for c in prop.choices))
+        if prop.limits is not None:
+            facts.append(f"range {prop.range_text}")
         out += ["", f"### {prop.name}", "", " · ".join(facts), "", prop.description]
         if _has(prop, "example"):
             out += ["", "Example:", "", "```yaml", _manifest_snippet(prop.name, prop.example).rstrip(), "```"]
     if retired:
         out += [
             "",
-            "## Retired properties (haproxy-boshrelease)",
+            "## haproxy-boshrelease's property names",
             "",
-            "Names of haproxy-boshrelease's keepalived job that this job replaced. The spec declares them",
-            "(BOSH would otherwise drop them silently), so a manifest that still sets one fails pre-start",
-            "with the advice below. See [BOSH.md](BOSH.md#upgrading-from-haproxy-boshreleases-keepalived-job).",
+            "Names of haproxy-boshrelease's keepalived job that are not this job's own. The spec declares",
+            "them (BOSH would otherwise drop them silently), so a manifest written for that job deploys",
+            "unchanged: each one set is applied as below, with one warning naming the property to use.",
+            "See [BOSH.md](BOSH.md#upgrading-from-haproxy-boshreleases-keepalived-job).",
             "",
-            "| property | what to do |",
+            "| property | what vipdrain does with it |",
             "|---|---|",
         ]
-        out += [f"| `{name}` | it {advice} |" for name, advice in retired.items()]
+        out += [f"| `{name}` | {advice} |" for name, advice in retired.items()]
     return "\n".join(out) + "\n"
 
 

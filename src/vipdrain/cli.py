@@ -41,6 +41,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from vipdrain.config import load_config
 
     cfg = load_config(_config_path(args))
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {len(cfg.vips)} VIP(s), priority {cfg.priority}, placement {cfg.placement}", file=sys.stderr)
     return EXIT_OK
 
@@ -90,14 +92,19 @@ def _load(args: argparse.Namespace):  # -> JobConfig (imported lazily to keep --
 def _cmd_pre_start(args: argparse.Namespace) -> int:
     import logging
 
+    from vipdrain.fsutil import atomic_write
     from vipdrain.lifecycle import pre_start
     from vipdrain.render import render_keepalived_conf
 
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
-    for warning in pre_start(cfg, layout, render_keepalived_conf(cfg, layout)):
+    text = _config_path(args).read_text()  # loaded just now: readable UTF-8
+    for warning in (*cfg.warnings, *pre_start(cfg, layout, render_keepalived_conf(cfg, layout))):
         logging.getLogger("vipdrain").warning(warning)
+    # The drain's fallback: keepalived now runs from this config, whatever the next deploy renders.
+    # Root only, like the rendered file: it may hold the VRRP password.
+    atomic_write(layout.last_good_config, text, mode=0o600)
     logging.getLogger("vipdrain").info("pre-start: %s ready; joining held until post-start", layout.keepalived_conf)
     return EXIT_OK
 
@@ -136,14 +143,18 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     os.dup2(2, 1)
     try:
         _setup_logging(layout, args.verbose)
-        cfg = _load(args)
-        progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
-        with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
-            outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
+        cfg = _drain_config(args, layout, dargs.manual)
+        if cfg is not None:
+            progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
+            with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
+                outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)
         os.close(real_stdout)
+    if cfg is None:
+        sys.stdout.write("0\n")
+        return EXIT_OK
     import logging
 
     logging.getLogger("vipdrain").info("drain: %s", outcome.summary)
@@ -152,6 +163,42 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"{outcome.value}\n")
     return EXIT_OK
+
+
+def _drain_config(args: argparse.Namespace, layout: Layout, manual: bool):  # -> JobConfig | None
+    """The config a BOSH drain works with; None: nothing to hand over (the drain prints 0).
+
+    The drain must not fail on a config it cannot load: a pre-start that rejected it left the
+    new job applied, and its drain runs first on the next deploy. keepalived runs (if at all)
+    from the config the last successful pre-start passed and saved, so that one describes what
+    there is to hand over; without keepalived there is nothing. A manual drain (maintenance on)
+    keeps refusing an invalid config: an operator is there to read why.
+    """
+    import logging
+
+    from vipdrain import keepalived
+    from vipdrain.config import load_config
+
+    try:
+        return _load(args)
+    except ConfigInvalid as exc:
+        if manual:
+            raise
+        log = logging.getLogger("vipdrain")
+        problems = "; ".join(str(p) for p in exc.problems)
+        if not keepalived.running(layout):
+            log.warning("drain: the job's config cannot be loaded (%s); keepalived is not running, so this VM "
+                        "holds no VIP to hand over: returning 0", problems)
+            return None
+        try:
+            cfg = load_config(layout.last_good_config)
+        except ConfigInvalid as saved:
+            log.error("drain: the job's config cannot be loaded and keepalived runs; the config of the last "
+                      "successful pre-start is no help either (%s)", "; ".join(str(p) for p in saved.problems))
+            raise exc from None
+        log.warning("drain: the job's config cannot be loaded (%s); handing over with the config of the last "
+                    "successful pre-start (%s), which keepalived runs with", problems, layout.last_good_config)
+        return cfg
 
 
 def _cmd_post_deploy(args: argparse.Namespace) -> int:

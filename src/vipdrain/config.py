@@ -20,7 +20,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from vipdrain.model import (
 from vipdrain.priority import base_priority
 from vipdrain.probe import parse_endpoint
 from vipdrain.render import MAX_LINE_BYTES, split_smtp_server, unsafe_character
-from vipdrain.schema import BY_NAME, NO_DEFAULT
+from vipdrain.schema import BY_NAME, NO_DEFAULT, TYPE_WORDS, describe, has_type, static_problem
 
 InterfaceLookup = Callable[[IPAddress], str | None]
 
@@ -65,13 +65,28 @@ EXTRA_KEYWORD = re.compile(r"[a-z][a-z0-9_]*")
 ABSOLUTE_PATH = re.compile(r"/[A-Za-z0-9_.+@%=,:~/-]*")
 VIP_KEYS = ("address", "virtual_router_id", "interface")
 
-#: haproxy-boshrelease's keepalived job properties that vipdrain replaces, with what to do.
+#: Properties of haproxy-boshrelease's keepalived job (jobs/keepalived/spec, last changed in
+#: 09a4539975acb92162e5414b1819457e9b6cb5e7) that are not vipdrain's own names, with their type
+#: and what each one set tells the operator (one warning, naming the vipdrain property to use).
+#: keepalived.vip, interface and virtual_router_id are vipdrain properties with the same meaning.
 LEGACY = {
-    "keepalived.healthcheck_command": "is haproxy-boshrelease's name: set keepalived.healthcheck.command",
-    "keepalived.healthcheck_name": "is not used (vipdrain's check is named vipdrain_healthcheck): remove it",
-    "keepalived.dont_track_primary": "is not a vipdrain property: add 'dont_track_primary' to "
-    "keepalived.extra.vrrp_instance",
+    "keepalived.healthcheck_command": "haproxy-boshrelease's name, used as keepalived.healthcheck.command "
+    "(exit 0 = healthy; a failing check puts this VM in FAULT; its default, killall -0 haproxy, keeps "
+    "vipdrain's own check, which covers it): set keepalived.healthcheck.command instead",
+    "keepalived.healthcheck_name": "is ignored (haproxy-boshrelease's label of its check; vipdrain's check is "
+    "vipdrain_healthcheck, run as keepalived.healthcheck.command says): remove it",
+    "keepalived.dont_track_primary": "haproxy-boshrelease's name; true adds keepalived's dont_track_primary to "
+    "every VRRP instance: set keepalived.extra.vrrp_instance: [dont_track_primary] instead",
 }
+LEGACY_TYPES = {
+    "keepalived.healthcheck_command": "string",
+    "keepalived.healthcheck_name": "string",
+    "keepalived.dont_track_primary": "boolean",
+}
+#: haproxy-boshrelease's default health check: whether some haproxy process lives. vipdrain's
+#: own probe checks that (haproxy's pid file names a live process) and that the frontend accepts
+#: a connection, so a manifest that spells this default out keeps the probe.
+LEGACY_DEFAULT_CHECK = "killall -0 haproxy"
 
 #: global_defs keywords the escape hatch may not set, and why.
 MANAGED_GLOBAL = {
@@ -82,6 +97,13 @@ MANAGED_GLOBAL = {
     "vrrp_garp_master_delay": "set keepalived.garp.master_delay",
     "vrrp_garp_master_repeat": "set keepalived.garp.master_repeat",
     "vrrp_garp_master_refresh": "set keepalived.garp.master_refresh",
+    "vrrp_garp_lower_prio_repeat": "it follows keepalived.garp.master_repeat, so a master that hears a "
+    "lower-priority master after a split brain re-announces the VIP",
+    "vrrp_garp_lower_prio_delay": "it follows keepalived.garp.master_delay",
+    "vrrp_higher_prio_send_advert": "a master that hears a higher priority must send one last advert, so "
+    "the new master re-announces the VIP after a split brain",
+    "vrrp_notify_fifo": "vipdrain reads every VRRP transition from its own FIFO",
+    "vrrp_notify_fifo_script": "vipdrain reads every VRRP transition from its own FIFO",
     "vrrp_mcast_group4": "set keepalived.multicast_group.ipv4",
     "vrrp_mcast_group6": "set keepalived.multicast_group.ipv6",
     "notification_email": "set keepalived.notification_email.to",
@@ -94,7 +116,8 @@ MANAGED_GLOBAL = {
     "use_pid_dir": "vipdrain names keepalived's pid files on its command line",
 }
 
-#: vrrp_instance keywords the escape hatch may not set, and why (any `notify*` is refused too).
+#: vrrp_instance keywords the escape hatch may not set, and why (any `notify*` and `track_*` is
+#: refused too).
 MANAGED_INSTANCE = {
     "state": "every instance starts BACKUP and the election picks the master",
     "priority": "vipdrain derives it from spec.bootstrap, spec.index and vipdrain.placement",
@@ -121,6 +144,24 @@ MANAGED_INSTANCE = {
     "no_accept": "the VIP would not accept haproxy's traffic",
 }
 
+#: Keywords that open a block in keepalived 2.2.7 (keepalived/vrrp/vrrp_parser.c: handlers that
+#: read a value block, and the `authentication` sublevel; keepalived/core/global_parser.c:
+#: notification_email). Written bare on an extra line, such a keyword takes the lines after it,
+#: up to the enclosing block's closing brace, as its own block: `keepalived -t` still passes.
+BLOCK_KEYWORDS = {
+    "global_defs": frozenset({"notification_email"}),
+    "vrrp_instance": frozenset({
+        "unicast_peer", "track_interface", "track_script", "track_file", "track_process", "track_bfd",
+        "virtual_ipaddress", "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules", "authentication",
+    }),
+}
+#: Prefixes of vrrp_instance keywords that are vipdrain's alone, and why.
+MANAGED_INSTANCE_PREFIXES = {
+    "notify": "set keepalived.notify.* (vipdrain's own notify hook must stay)",
+    "track_": "what decides this VM's fitness is vipdrain's health check (keepalived.healthcheck.command) "
+    "and its hold; another tracked object would put the VM in FAULT or change its priority behind the drain",
+}
+
 #: Every proper prefix of a property name (`keepalived`, `keepalived.healthcheck`, ...).
 _PREFIXES = {name.rsplit(".", i)[0] for name in BY_NAME for i in range(1, name.count(".") + 1)}
 
@@ -132,15 +173,32 @@ def load_config(path: str | Path, *, interface_of: InterfaceLookup | None = None
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigInvalid([Problem(str(path), MISSING, f"cannot be read: {exc.strerror or exc}")]) from exc
     try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalid([Problem(str(path), MISSING, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                                     f"offset {exc.start})")]) from exc
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ConfigInvalid([Problem(str(path), MISSING, f"is not valid {kind}: {_parse_error(exc)}")]) from exc
-    return parse_config(doc if doc is not None else {}, interface_of=interface_of)
+    except RecursionError as exc:
+        raise _too_deep(path, kind) from exc
+    try:
+        return parse_config(doc if doc is not None else {}, interface_of=interface_of)
+    except RecursionError as exc:
+        raise _too_deep(path, kind) from exc
+
+
+def _too_deep(path: Path, kind: str) -> ConfigInvalid:
+    # The parsers (and the checks) recurse per level: a document nested thousands deep is no
+    # job config, and must not end in a traceback.
+    return ConfigInvalid([Problem(str(path), MISSING, f"is nested too deeply to be a job config ({kind} "
+                                  "nesting beyond Python's recursion limit)")])
 
 
 def _parse_error(exc: Exception) -> str:
@@ -161,10 +219,11 @@ def parse_config(doc: Mapping[str, Any], *, interface_of: InterfaceLookup | None
     for key in doc:
         if key not in SECTIONS:
             report.add(str(key), doc[key], f"is not a known section (expected {', '.join(SECTIONS)})")
-    props = _Props(_flatten(doc.get("properties"), report), report)
+    legacy: dict[str, Any] = {}
+    props = _Props(_flatten(doc.get("properties"), report, legacy), report)
     spec = _parse_spec(doc.get("spec"), report)
     link_peers = _parse_link(doc.get("links"), spec, report)
-    cfg = _build(props, spec, link_peers, interface_of, report)
+    cfg = _build(props, spec, link_peers, interface_of, report, legacy)
     if cfg is None or report.problems:
         raise ConfigInvalid(report.problems)
     return cfg
@@ -192,9 +251,9 @@ class _Props:
         self._bad: set[str] = set()
         self.report = report
         for name, value in given.items():
-            expected = BY_NAME[name].type
-            if not _has_type(value, expected):
-                self.reject(name, value, f"must be {_TYPE_WORDS[expected]}, not {_describe(value)}")
+            why = static_problem(BY_NAME[name], value)
+            if why:
+                self.reject(name, value, why)
 
     def is_set(self, name: str) -> bool:
         return name in self._given and name not in self._bad
@@ -220,83 +279,34 @@ class _Props:
     def problem_count(self) -> int:
         return len(self.report.problems)
 
-    def integer(self, name: str, lo: int, hi: int, unit: str = "") -> int:
-        value = self.get(name)
-        if self.is_set(name) and not lo <= value <= hi:
-            self.reject(name, value, f"is out of range {lo}..{hi}{unit}")
-            return int(BY_NAME[name].default)
-        return int(value)
+    def integer(self, name: str) -> int:
+        """An integer property; its type and limits were checked against the schema."""
+        return int(self.get(name))
 
-    def number(self, name: str, lo: float, hi: float, unit: str = "") -> float:
-        value = self.get(name)
-        if self.is_set(name) and not lo <= value <= hi:
-            self.reject(name, value, f"is out of range {lo:g}..{hi:g}{unit}")
-            return float(BY_NAME[name].default)
-        return float(value)
+    def number(self, name: str) -> float:
+        return float(self.get(name))
 
-    def choice(self, name: str, options: tuple[str, ...]) -> str:
-        value = self.get(name)
-        if self.is_set(name) and value not in options:
-            self.reject(name, value, f"must be one of {', '.join(options)}")
-            return str(BY_NAME[name].default)
-        return str(value)
+    def choice(self, name: str) -> str:
+        return str(self.get(name))
 
-    def command(self, name: str) -> str:
-        """An operator command, or "" when unset."""
+    def command(self, name: str, absolute: bool = False) -> str:
+        """An operator command, or "" when unset; `absolute`: its program must be an absolute path."""
         value = self.get(name) or ""
-        reason = command_problem(value) if value else None
+        reason = command_problem(value, absolute) if value else None
         if reason:
             self.reject(name, value, reason)
             return ""
         return value
 
 
-_TYPE_WORDS = {
-    "string": "a string",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "a boolean (true or false)",
-    "list": "a list",
-    "map": "a map",
-}
-
-
-def _has_type(value: Any, expected: str) -> bool:
-    if expected == "string":
-        return isinstance(value, str)
-    if expected == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected == "boolean":
-        return isinstance(value, bool)
-    if expected == "list":
-        return isinstance(value, list)
-    return isinstance(value, Mapping)
-
-
-def _describe(value: Any) -> str:
-    """What a YAML author would call this value's type."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a map"
-    return type(value).__name__
-
-
 # --- properties: names ------------------------------------------------------------------------
 
 
-def _flatten(raw: Any, report: _Report) -> dict[str, Any]:
+def _flatten(raw: Any, report: _Report, legacy: dict[str, Any]) -> dict[str, Any]:
     """Nested (or dotted) property maps -> {dotted name: value}; unknown names are problems.
 
     null, and "" for an optional string without default, mean "not set" and are left out.
+    haproxy-boshrelease's names (LEGACY) that are set go to `legacy` instead.
     """
     if raw is None:
         return {}
@@ -304,20 +314,24 @@ def _flatten(raw: Any, report: _Report) -> dict[str, Any]:
         report.add("properties", raw, "must be a map of the job's properties (keepalived, vipdrain)")
         return {}
     out: dict[str, Any] = {}
-    _walk(raw, "", out, report)
+    _walk(raw, "", out, report, legacy)
     return out
 
 
-def _walk(node: Mapping[Any, Any], prefix: str, out: dict[str, Any], report: _Report) -> None:
+def _walk(node: Mapping[Any, Any], prefix: str, out: dict[str, Any], report: _Report,
+          legacy: dict[str, Any]) -> None:
     for key, value in node.items():
         name = f"{prefix}{key}"
-        if name in BY_NAME:
+        if name in LEGACY:
+            if value is not None:
+                legacy[name] = value
+        elif name in BY_NAME:
             if value is not None and not (value == "" and BY_NAME[name].type == "string"
                                           and not BY_NAME[name].has_default):
                 out[name] = value
         elif name in _PREFIXES:
             if isinstance(value, Mapping):
-                _walk(value, f"{name}.", out, report)
+                _walk(value, f"{name}.", out, report, legacy)
             elif value is not None:
                 report.add(name, value, f"must be a map with the keys {', '.join(_children(name))}")
         else:
@@ -329,9 +343,7 @@ def _children(prefix: str) -> list[str]:
 
 
 def unknown_property_message(name: str) -> str:
-    """`is not a known property (did you mean ...?)`, with haproxy-boshrelease's names explained."""
-    if name in LEGACY:
-        return LEGACY[name]
+    """`is not a known property (did you mean ...?)`."""
     close = difflib.get_close_matches(name, [*BY_NAME, *_PREFIXES], n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"is not a known property{hint}"
@@ -340,16 +352,21 @@ def unknown_property_message(name: str) -> str:
 # --- checks of single values --------------------------------------------------------------------
 
 
-def command_problem(text: str) -> str | None:
+def command_problem(text: str, absolute: bool = False) -> str | None:
     """Why `text` cannot be a keepalived script/notify command, or None.
 
-    Commands run without a shell; single quotes may group an argument with spaces.
+    Commands run without a shell; single quotes may group an argument with spaces. With
+    `absolute`, the first word must be an absolute path (of ABSOLUTE_PATH's characters): keepalived
+    would otherwise look the program up in its PATH as root.
     """
     if not text.strip():
         return "is blank"
     reason = unsafe_character(text, allowed="'")
     if reason:
         return reason
+    if absolute and not ABSOLUTE_PATH.fullmatch(text.split()[0]):
+        return ("must start with the absolute path of the program (/ followed by A-Z a-z 0-9 and "
+                "_ . + @ % = , : ~ / -), then its arguments")
     if text.count("'") % 2:
         return "has an unbalanced single quote"
     if len(text.encode()) > MAX_COMMAND_BYTES:
@@ -360,7 +377,7 @@ def command_problem(text: str) -> str | None:
 def address_problem(value: Any, what: str = "an IP address") -> tuple[IPAddress | None, str | None]:
     """(address, None) for a single unicast address string, else (None, why not)."""
     if not isinstance(value, str):
-        return None, f"must be {what} (a string), not {_describe(value)}"
+        return None, f"must be {what} (a string), not {describe(value)}"
     if "/" in value:
         return None, f"must be {what} without a prefix length (a single host, not a network)"
     if "%" in value:
@@ -394,7 +411,7 @@ def interface_problem(name: str) -> str | None:
 def extra_line_problem(line: Any, managed: Mapping[str, str], block: str) -> str | None:
     """Why `line` cannot go into `block` through the escape hatch, or None."""
     if not isinstance(line, str):
-        return f"must be a string `keyword value...`, not {_describe(line)}"
+        return f"must be a string `keyword value...`, not {describe(line)}"
     reason = unsafe_character(line, allowed="\"'")
     if reason:
         return reason
@@ -409,10 +426,13 @@ def extra_line_problem(line: Any, managed: Mapping[str, str], block: str) -> str
     if keyword.startswith("include"):
         return "would include another file; keepalived.conf stays self-contained"
     why = managed.get(keyword)
-    if why is None and block == "vrrp_instance" and keyword.startswith("notify"):
-        why = "set keepalived.notify.* (vipdrain's own notify hook must stay)"
+    if why is None and block == "vrrp_instance":
+        why = next((w for prefix, w in MANAGED_INSTANCE_PREFIXES.items() if keyword.startswith(prefix)), None)
     if why:
         return f"sets {keyword}, which vipdrain manages in {block}: {why}"
+    if keyword in BLOCK_KEYWORDS.get(block, ()):
+        return (f"opens a {keyword} block, which would take the closing brace of {block} as its own: "
+                "blocks cannot be added through the escape hatch")
     if len(line.encode()) > MAX_COMMAND_BYTES:
         return f"is longer than {MAX_COMMAND_BYTES} bytes (keepalived 2.2 crashes on long lines)"
     return None
@@ -434,8 +454,8 @@ def _parse_spec(raw: Any, report: _Report) -> InstanceSpec | None:
         value = raw.get(key)
         if value is None:
             report.add(f"spec.{key}", MISSING, f"is required: {missing}")
-        elif not _has_type(value, expected):
-            report.add(f"spec.{key}", value, f"must be {_TYPE_WORDS[expected]}, not {_describe(value)}")
+        elif not has_type(value, expected):
+            report.add(f"spec.{key}", value, f"must be {TYPE_WORDS[expected]}, not {describe(value)}")
         else:
             return value
         return None
@@ -458,7 +478,7 @@ def _parse_spec(raw: Any, report: _Report) -> InstanceSpec | None:
     for key in ("az", "deployment"):
         value = raw.get(key)
         if value is not None and not isinstance(value, str):
-            report.add(f"spec.{key}", value, f"must be a string, not {_describe(value)}")
+            report.add(f"spec.{key}", value, f"must be a string, not {describe(value)}")
         extras[key] = value if isinstance(value, str) else ""
     if len(report.problems) > before or ip is None:
         return None
@@ -500,13 +520,13 @@ def _parse_link_instance(path: str, entry: Any, report: _Report) -> Peer | None:
         hint = " (with use_dns_addresses, set keepalived.unicast_peers to IP addresses)"
         report.add(f"{path}.address", raw_address, why + hint)
     index, bootstrap, peer_id = entry.get("index"), entry.get("bootstrap", False), entry.get("id", "")
-    if index is not None and not _has_type(index, "integer"):
-        report.add(f"{path}.index", index, f"must be a whole number, not {_describe(index)}")
+    if index is not None and not has_type(index, "integer"):
+        report.add(f"{path}.index", index, f"must be a whole number, not {describe(index)}")
         index = None
     if not isinstance(bootstrap, bool):
-        report.add(f"{path}.bootstrap", bootstrap, f"must be a boolean, not {_describe(bootstrap)}")
+        report.add(f"{path}.bootstrap", bootstrap, f"must be a boolean, not {describe(bootstrap)}")
     if not isinstance(peer_id, str):
-        report.add(f"{path}.id", peer_id, f"must be a string, not {_describe(peer_id)}")
+        report.add(f"{path}.id", peer_id, f"must be a string, not {describe(peer_id)}")
     if address is None or not isinstance(bootstrap, bool) or not isinstance(peer_id, str):
         return None
     return Peer(address=address, index=index, bootstrap=bootstrap, id=peer_id)
@@ -539,10 +559,11 @@ def _build(
     link_peers: list[Peer],
     interface_of: InterfaceLookup | None,
     report: _Report,
+    legacy: Mapping[str, Any],
 ) -> JobConfig | None:
-    version = _vrrp_version(props)
+    version = props.integer("keepalived.vrrp_version")
     advert_int = _advert_int(props, version)
-    chosen = props.choice("vipdrain.placement", ("preferred", "sticky"))
+    chosen = props.choice("vipdrain.placement")
     placement: Placement = "sticky" if chosen == "sticky" else "preferred"
     unicast = bool(props.get("keepalived.unicast"))
     peers = _peers(props, link_peers, spec)
@@ -555,20 +576,25 @@ def _build(
     authentication = _authentication(props, version)
     group_v4, group_v6 = _multicast_groups(props)
     healthcheck = _healthcheck(props)
+    warnings, legacy_command, dont_track_primary = _legacy(props, legacy, healthcheck.command)
+    if legacy_command:
+        healthcheck = replace(healthcheck, command=legacy_command)
     garp = Garp(
-        master_delay=props.integer("keepalived.garp.master_delay", 0, 4294, " (seconds)"),
-        master_repeat=props.integer("keepalived.garp.master_repeat", 1, 255),
-        master_refresh=props.integer("keepalived.garp.master_refresh", 0, 86400, " (seconds)"),
+        master_delay=props.integer("keepalived.garp.master_delay"),
+        master_repeat=props.integer("keepalived.garp.master_repeat"),
+        master_refresh=props.integer("keepalived.garp.master_refresh"),
     )
     email = _notification_email(props)
     notify = NotifyHooks(
-        master=props.command("keepalived.notify.master"),
-        backup=props.command("keepalived.notify.backup"),
-        fault=props.command("keepalived.notify.fault"),
-        stop=props.command("keepalived.notify.stop"),
+        master=props.command("keepalived.notify.master", absolute=True),
+        backup=props.command("keepalived.notify.backup", absolute=True),
+        fault=props.command("keepalived.notify.fault", absolute=True),
+        stop=props.command("keepalived.notify.stop", absolute=True),
     )
     extra_global = _extra_lines(props, "keepalived.extra.global_defs", MANAGED_GLOBAL, "global_defs")
     extra_instance = _extra_lines(props, "keepalived.extra.vrrp_instance", MANAGED_INSTANCE, "vrrp_instance")
+    if dont_track_primary and "dont_track_primary" not in extra_instance:
+        extra_instance += ("dont_track_primary",)
     drain, haproxy = _drain(props), _haproxy(props)
     if spec is None or not vips or report.problems:
         return None
@@ -594,16 +620,8 @@ def _build(
         extra_instance_options=extra_instance,
         drain=drain,
         haproxy=haproxy,
+        warnings=tuple(warnings),
     )
-
-
-def _vrrp_version(props: _Props) -> int:
-    name = "keepalived.vrrp_version"
-    value = props.get(name)
-    if value not in (2, 3):
-        props.reject(name, value, "must be 2 or 3")
-        return 3
-    return int(value)
 
 
 def _advert_int(props: _Props, version: int) -> float:
@@ -694,13 +712,13 @@ def _vip_entry(props: _Props, position: int, item: Any) -> _VipEntry | None:
     elif why:
         props.reject_item(many, f"{path}.address", raw_addr, why)
     vrid = item.get("virtual_router_id")
-    if vrid is not None and not (_has_type(vrid, "integer") and 1 <= vrid <= 255):
-        message = "is out of range 1..255" if _has_type(vrid, "integer") else (
-            f"must be a whole number, not {_describe(vrid)}")
+    if vrid is not None and not (has_type(vrid, "integer") and 1 <= vrid <= 255):
+        message = "is out of range 1..255" if has_type(vrid, "integer") else (
+            f"must be a whole number, not {describe(vrid)}")
         props.reject_item(many, f"{path}.virtual_router_id", vrid, message)
     interface = item.get("interface")
     if interface is not None:
-        why = f"must be a string, not {_describe(interface)}" if not isinstance(interface, str) else (
+        why = f"must be a string, not {describe(interface)}" if not isinstance(interface, str) else (
             None if interface == "auto" else interface_problem(interface))
         if why:
             props.reject_item(many, f"{path}.interface", interface, why)
@@ -718,7 +736,7 @@ def _resolve_vips(
     why = interface_problem(default) if default != "auto" else None
     if why:
         props.reject(name, default, why)
-    base = props.integer("keepalived.virtual_router_id", 1, 255)
+    base = props.integer("keepalived.virtual_router_id")
     auto = _AutoInterface(props, spec, interface_of)
     resolved = []
     for entry in entries:
@@ -886,11 +904,42 @@ def _healthcheck(props: _Props) -> HealthCheck:
     return HealthCheck(
         # "" selects vipdrain's probe; the renderer builds its command from the VM's layout.
         command=props.command(f"{prefix}.command"),
-        interval=props.integer(f"{prefix}.interval", 1, 4294, " (seconds)"),
-        timeout=props.integer(f"{prefix}.timeout", 1, 4294, " (seconds)"),
-        fall=props.integer(f"{prefix}.fall", 1, 1000),
-        rise=props.integer(f"{prefix}.rise", 1, 1000),
+        interval=props.integer(f"{prefix}.interval"),
+        timeout=props.integer(f"{prefix}.timeout"),
+        fall=props.integer(f"{prefix}.fall"),
+        rise=props.integer(f"{prefix}.rise"),
     )
+
+
+def _legacy(props: _Props, legacy: Mapping[str, Any], command: str) -> tuple[list[str], str, bool]:
+    """haproxy-boshrelease's properties set in `legacy`, with their meaning: (one warning per
+    property, the health check command they ask for or "", whether to set dont_track_primary).
+    `command` is keepalived.healthcheck.command as validated ("" = unset or rejected)."""
+    warnings, custom, dont_track_primary = [], "", False
+    for name, value in legacy.items():
+        expected = LEGACY_TYPES[name]
+        why = None if has_type(value, expected) else f"must be {TYPE_WORDS[expected]}, not {describe(value)}"
+        advice = LEGACY[name]
+        if why is None and name == "keepalived.healthcheck_command":
+            why = command_problem(value)
+            if why is None and command and value != command:
+                why = (f"differs from keepalived.healthcheck.command ({command!r}): set only "
+                       "keepalived.healthcheck.command")
+            elif why is None and value == LEGACY_DEFAULT_CHECK and not command:
+                advice = ("is haproxy-boshrelease's default check, which vipdrain's own check covers (haproxy's pid "
+                          "file names a live process and its frontend accepts a connection): remove it, or set "
+                          "keepalived.healthcheck.command for a check of your own")
+            elif why is None:
+                custom = value
+        if why is None and name == "keepalived.dont_track_primary" and value is False:
+            advice = ("false is haproxy-boshrelease's default and keepalived's: remove it "
+                      "(keepalived.extra.vrrp_instance: [dont_track_primary] turns the option on)")
+        if why:
+            props.report.add(name, value, why)
+            continue
+        dont_track_primary = dont_track_primary or (name == "keepalived.dont_track_primary" and value)
+        warnings.append(f"{name}: {advice}")
+    return warnings, custom, dont_track_primary
 
 
 def _notification_email(props: _Props) -> NotificationEmail | None:
@@ -911,7 +960,7 @@ def _notification_email(props: _Props) -> NotificationEmail | None:
             split_smtp_server(server)
         except ValueError as exc:
             props.reject(server_name, server, f"must be HOST, HOST:PORT or [IPv6]:PORT ({exc})")
-    timeout = props.integer(f"{prefix}.smtp_connect_timeout", 1, 4294, " (seconds)")
+    timeout = props.integer(f"{prefix}.smtp_connect_timeout")
     if not props.ok(to_name, from_name, server_name):
         return None
     if not recipients:
@@ -941,16 +990,16 @@ def _drain(props: _Props) -> DrainSettings:
     prefix = "vipdrain.drain"
     return DrainSettings(
         enabled=bool(props.get(f"{prefix}.enabled")),
-        timeout=props.number(f"{prefix}.timeout", 0.1, 3600, " (seconds)"),
-        no_peer_policy="fail" if props.choice(f"{prefix}.no_peer_policy", ("proceed", "fail")) == "fail"
+        timeout=props.number(f"{prefix}.timeout"),
+        no_peer_policy="fail" if props.choice(f"{prefix}.no_peer_policy") == "fail"
         else "proceed",
-        poll_interval=props.number(f"{prefix}.poll_interval", 0.01, 10, " (seconds)"),
+        poll_interval=props.number(f"{prefix}.poll_interval"),
         dynamic=bool(props.get(f"{prefix}.dynamic")),
         resign_advert=bool(props.get(f"{prefix}.resign_advert")),
         peer_check=bool(props.get(f"{prefix}.peer_check")),
         preserve_connections=bool(props.get(f"{prefix}.preserve_connections")),
-        preserve_grace=props.number(f"{prefix}.preserve_grace", 1, 3600, " (seconds)"),
-        preserve_port=props.integer(f"{prefix}.preserve_port", 1, 65535),
+        preserve_grace=props.number(f"{prefix}.preserve_grace"),
+        preserve_port=props.integer(f"{prefix}.preserve_port"),
     )
 
 
@@ -968,8 +1017,5 @@ def _haproxy(props: _Props) -> HaproxySettings:
         props.reject(f"{prefix}.probe", probe, str(exc))
         probe = BY_NAME[f"{prefix}.probe"].default
     grace_name = f"{prefix}.drain_grace_time"
-    grace = props.get(grace_name)
-    if grace is not None and not 0 <= grace <= 86400:
-        props.reject(grace_name, grace, "is out of range 0..86400 (seconds)")
-        grace = None
+    grace = props.get(grace_name)  # type and range checked against the schema; unset: None
     return HaproxySettings(pid_file=pid_file, probe=probe, drain_grace_time=grace)

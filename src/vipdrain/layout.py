@@ -73,6 +73,12 @@ class Layout:
         return self.data_dir / "keepalived.conf"
 
     @property
+    def last_good_config(self) -> Path:
+        """The config file the last successful pre-start validated (keepalived.conf's source):
+        the BOSH drain's fallback when the job's current config cannot be loaded."""
+        return self.data_dir / "vipdrain.last-good.yml"
+
+    @property
     def keepalived_log(self) -> Path:
         return self.log_dir / "keepalived.log"
 

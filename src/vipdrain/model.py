@@ -158,6 +158,9 @@ class JobConfig:
     extra_instance_options: tuple[str, ...] = ()
     drain: DrainSettings = field(default_factory=DrainSettings)
     haproxy: HaproxySettings = field(default_factory=HaproxySettings)
+    #: Sentences for the operator about accepted but outdated settings (haproxy-boshrelease's
+    #: property names); `vipdrain check` and pre-start print each once.
+    warnings: tuple[str, ...] = ()
 
     @property
     def is_bootstrap(self) -> bool:

@@ -16,6 +16,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,15 @@ NO_DEFAULT: Any = object()
 
 #: The type words `PropertyDef.type` may hold (what a manifest value must be).
 TYPES = ("string", "integer", "number", "boolean", "list", "map")
+#: How a problem names each type.
+TYPE_WORDS = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "a boolean (true or false)",
+    "list": "a list",
+    "map": "a map",
+}
 
 
 @dataclass(frozen=True)
@@ -37,10 +47,69 @@ class PropertyDef:
     example: Any = NO_DEFAULT
     #: A short type word for the docs: string, integer, number, boolean, list, map.
     type: str = "string"
+    #: The only values allowed (empty: any of the type).
+    choices: tuple[Any, ...] = ()
+    #: Inclusive (lowest, highest) of an integer or number, and the unit named in the problem.
+    limits: tuple[float, float] | None = None
+    unit: str = ""
 
     @property
     def has_default(self) -> bool:
         return self.default is not NO_DEFAULT
+
+    @property
+    def range_text(self) -> str:
+        """`1..255`, `0.1..3600 (seconds)`: the allowed range as problems name it."""
+        assert self.limits is not None
+        return f"{self.limits[0]:g}..{self.limits[1]:g}{self.unit}"
+
+
+SECONDS = " (seconds)"
+
+
+def has_type(value: Any, expected: str) -> bool:
+    """Is `value` (as YAML or JSON gives it) of the schema type `expected`?"""
+    if expected == "string":
+        return isinstance(value, str)
+    if expected == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected == "boolean":
+        return isinstance(value, bool)
+    if expected == "list":
+        return isinstance(value, list)
+    return isinstance(value, Mapping)
+
+
+def describe(value: Any) -> str:
+    """What a YAML author would call this value's type."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a map"
+    return type(value).__name__
+
+
+def static_problem(prop: PropertyDef, value: Any) -> str | None:
+    """Why `value` breaks the checks of `prop` that need nothing else (type, choices, limits).
+
+    The BOSH job's config template makes the same checks while the director renders it
+    (`vipdrain.boshjob`), so such a mistake fails the deploy before any VM is touched.
+    """
+    if not has_type(value, prop.type):
+        return f"must be {TYPE_WORDS[prop.type]}, not {describe(value)}"
+    if prop.choices and value not in prop.choices:
+        return f"must be one of {', '.join(str(c) for c in prop.choices)}"
+    if prop.limits is not None and not prop.limits[0] <= value <= prop.limits[1]:
+        return f"is out of range {prop.range_text}"
+    return None
 
 
 _P = PropertyDef
@@ -79,12 +148,14 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         default=1,
         example=51,
         type="integer",
+        limits=(1, 255),
     ),
     _P(
         "keepalived.vrrp_version",
         "VRRP protocol version, 2 or 3. IPv6 VIPs need 3; authentication needs 2.",
         default=3,
         type="integer",
+        choices=(2, 3),
     ),
     _P(
         "keepalived.advert_int",
@@ -108,24 +179,30 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "Seconds between health checks (whole seconds, 1..4294).",
         default=1,
         type="integer",
+        limits=(1, 4294),
+        unit=SECONDS,
     ),
     _P(
         "keepalived.healthcheck.timeout",
         "Seconds after which a running health check counts as failed (whole seconds, 1..4294).",
         default=1,
         type="integer",
+        limits=(1, 4294),
+        unit=SECONDS,
     ),
     _P(
         "keepalived.healthcheck.fall",
         "Consecutive failed checks (1..1000) before the VM goes to FAULT and gives up its VIPs.",
         default=2,
         type="integer",
+        limits=(1, 1000),
     ),
     _P(
         "keepalived.healthcheck.rise",
         "Consecutive good checks (1..1000) before a VM in FAULT may hold VIPs again.",
         default=2,
         type="integer",
+        limits=(1, 1000),
     ),
     # --- transport ------------------------------------------------------------------------
     _P(
@@ -176,18 +253,23 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "unsolicited NAs; 0 = no second burst.",
         default=1,
         type="integer",
+        limits=(0, 4294),
+        unit=SECONDS,
     ),
     _P(
         "keepalived.garp.master_repeat",
         "Gratuitous ARPs / unsolicited NAs (1..255) sent per burst.",
         default=3,
         type="integer",
+        limits=(1, 255),
     ),
     _P(
         "keepalived.garp.master_refresh",
         "Seconds (0..86400) between gratuitous ARP refreshes while MASTER; 0 = no refresh.",
         default=0,
         type="integer",
+        limits=(0, 86400),
+        unit=SECONDS,
     ),
     # --- email ----------------------------------------------------------------------------
     _P(
@@ -213,24 +295,30 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "Seconds (1..4294) to wait for the SMTP server.",
         default=30,
         type="integer",
+        limits=(1, 4294),
+        unit=SECONDS,
     ),
     # --- operator hooks -------------------------------------------------------------------
     _P(
         "keepalived.notify.master",
         "Command run (as root, no shell) when this VM becomes MASTER of a VIP, e.g. to move a "
-        "cloud elastic IP. Runs before vipdrain's own notify hook.",
+        "cloud elastic IP: the absolute path of a program, then its arguments (single quotes "
+        "group an argument with spaces). Runs before vipdrain's own notify hook.",
         example="/var/vcap/jobs/eip/bin/claim",
     ),
-    _P("keepalived.notify.backup", "Command run when this VM becomes BACKUP of a VIP.", example="/bin/true"),
-    _P("keepalived.notify.fault", "Command run when this VM goes to FAULT (health check failed).",
-       example="/bin/true"),
-    _P("keepalived.notify.stop", "Command run when keepalived stops a VRRP instance.", example="/bin/true"),
+    _P("keepalived.notify.backup", "Command run when this VM becomes BACKUP of a VIP (absolute path, then "
+       "arguments).", example="/bin/true"),
+    _P("keepalived.notify.fault", "Command run when this VM goes to FAULT (health check failed; absolute path, "
+       "then arguments).", example="/bin/true"),
+    _P("keepalived.notify.stop", "Command run when keepalived stops a VRRP instance (absolute path, then "
+       "arguments).", example="/bin/true"),
     # --- escape hatch ---------------------------------------------------------------------
     _P(
         "keepalived.extra.global_defs",
         "Extra keepalived global_defs lines, one `keyword value...` per entry (no blocks, "
-        "comments or includes; keywords vipdrain sets itself are refused). Checked by "
-        "`keepalived -t` when rendered.",
+        "comments or includes; every keyword vipdrain renders itself, e.g. "
+        "vrrp_higher_prio_send_advert or vrrp_notify_fifo, is refused). Checked by `keepalived -t` "
+        "when rendered.",
         default=[],
         example=["vrrp_garp_interval 0.001"],
         type="list",
@@ -239,7 +327,8 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "keepalived.extra.vrrp_instance",
         "Extra lines for every vrrp_instance block, one `keyword value...` per entry (no blocks, "
         "comments or includes; priority, state, nopreempt, virtual_router_id, interface, "
-        "track_*, notify*, virtual_ipaddress and the other keywords vipdrain sets are refused).",
+        "track_*, notify*, virtual_ipaddress and the other keywords vipdrain sets are refused, "
+        "and so is any keyword that opens a block, such as virtual_routes).",
         default=[],
         example=["dont_track_primary", "garp_lower_prio_repeat 2"],
         type="list",
@@ -251,6 +340,7 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "back (two VIP moves per deploy). sticky: whoever holds it keeps it until it drains (one "
         "move per deploy).",
         default="preferred",
+        choices=("preferred", "sticky"),
     ),
     _P(
         "vipdrain.drain.enabled",
@@ -264,18 +354,23 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "Seconds (0.1..3600) to wait for a verified handoff before no_peer_policy applies.",
         default=30,
         type="number",
+        limits=(0.1, 3600),
+        unit=SECONDS,
     ),
     _P(
         "vipdrain.drain.no_peer_policy",
         "What a drain does when no peer takes the VIP in time: proceed (let the VM stop; the VIP "
         "goes down with it) or fail (fail the drain, so BOSH stops the deploy).",
         default="proceed",
+        choices=("proceed", "fail"),
     ),
     _P(
         "vipdrain.drain.poll_interval",
         "Seconds (0.01..10) between observations while waiting for the handoff.",
         default=0.1,
         type="number",
+        limits=(0.01, 10),
+        unit=SECONDS,
     ),
     _P(
         "vipdrain.drain.dynamic",
@@ -319,6 +414,8 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "(preserve_connections).",
         default=30,
         type="number",
+        limits=(1, 3600),
+        unit=SECONDS,
     ),
     _P(
         "vipdrain.drain.preserve_port",
@@ -326,6 +423,7 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "every VM. Nothing listens on it: the peers' nftables rules consume the notice.",
         default=7112,
         type="integer",
+        limits=(1, 65535),
     ),
     _P(
         "vipdrain.haproxy.pid_file",
@@ -346,6 +444,8 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "vipdrain.drain.timeout. Unset: haproxy does not drain.",
         example=30,
         type="number",
+        limits=(0, 86400),
+        unit=SECONDS,
     ),
 )
 

@@ -213,20 +213,6 @@ def test_rendered_config_loads_in_vipdrain(
     assert len(cfg.vips) == len(manifest["keepalived"].get("vips", [None]))
 
 
-def test_retired_haproxy_boshrelease_property_fails_with_advice(tmp_path: Path) -> None:
-    """BOSH would drop an undeclared property silently; declared, it reaches vipdrain, which
-    fails pre-start and says what replaced it."""
-    manifest = {"keepalived": {"vip": "192.0.2.100", "interface": "eth0", "healthcheck_command": "killall -0 haproxy"}}
-    text = render(manifest, templates=[boshjob.CONFIG_TEMPLATE])[CONFIG]
-    assert json.loads(text)["properties"]["keepalived"]["healthcheck_command"] == "killall -0 haproxy"
-    path = tmp_path / "vipdrain.yml"
-    path.write_text(text)
-    from vipdrain.errors import ConfigInvalid
-
-    with pytest.raises(ConfigInvalid, match=r"set keepalived\.healthcheck\.command"):
-        _load_config(path)
-
-
 def test_repo_example_manifest_properties_render(tmp_path: Path) -> None:
     """The properties of manifests/haproxy-vipdrain.yml render (and load) as they are."""
     manifest = yaml.safe_load((REPO / "manifests" / "haproxy-vipdrain.yml").read_text())

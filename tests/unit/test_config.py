@@ -81,7 +81,7 @@ ACCEPTED: dict[str, dict[str, Any]] = {
         "keepalived.notify.stop": "/bin/true",
     },
     "escape hatch": {
-        "keepalived.extra.global_defs": ["vrrp_garp_interval 0.001", "vrrp_notify_fifo /tmp/fifo"],
+        "keepalived.extra.global_defs": ["vrrp_garp_interval 0.001", "vrrp_min_garp true"],
         "keepalived.extra.vrrp_instance": ["dont_track_primary", 'garp_lower_prio_repeat 2'],
     },
     "custom health check": {
@@ -302,7 +302,7 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
                                       "keepalived.advert_int: 0.5 must be whole seconds 1..255 with VRRP version 2"),
     "advert_int above v2 range": ({"keepalived.vrrp_version": 2, "keepalived.advert_int": 256},
                                   "keepalived.advert_int: 256 must be whole seconds 1..255"),
-    "vrrp version 4": ({"keepalived.vrrp_version": 4}, "keepalived.vrrp_version: 4 must be 2 or 3"),
+    "vrrp version 4": ({"keepalived.vrrp_version": 4}, "keepalived.vrrp_version: 4 must be one of 2, 3"),
     "auth with v3": ({"keepalived.authentication": "secret"},
                      "keepalived.authentication: needs keepalived.vrrp_version: 2 (VRRPv3 has no authentication)"),
     "auth too long": ({"keepalived.vrrp_version": 2, "keepalived.authentication": "123456789"},
@@ -440,9 +440,6 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
                                 "keepalived.healthcheck.intervall: 2 is not a known property (did you mean "
                                 "keepalived.healthcheck.interval?)"),
     "unknown top namespace": ({"haproxy.backend_port": 80}, "haproxy: {'backend_port': 80} is not a known property"),
-    "haproxy-boshrelease property": ({"keepalived.healthcheck_command": "killall -0 haproxy"},
-                                     "keepalived.healthcheck_command: 'killall -0 haproxy' is haproxy-boshrelease's "
-                                     "name: set keepalived.healthcheck.command"),
     "bool as string": ({"keepalived.unicast": "true"},
                        "keepalived.unicast: 'true' must be a boolean (true or false), not a string"),
     "integer as string": ({"keepalived.virtual_router_id": "5"},

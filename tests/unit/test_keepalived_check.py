@@ -38,7 +38,7 @@ HOOKS = {
     "keepalived.notify.stop": "/bin/true",
 }
 EXTRA = {
-    "keepalived.extra.global_defs": ["vrrp_garp_interval 0.001", "vrrp_higher_prio_send_advert true"],
+    "keepalived.extra.global_defs": ["vrrp_garp_interval 0.001", "vrrp_min_garp true"],
     "keepalived.extra.vrrp_instance": ["dont_track_primary", "garp_lower_prio_repeat 2"],
 }
 THREE_V4 = {"keepalived.vip": None, "keepalived.vips": ["192.0.2.100", "192.0.2.101", "192.0.2.102"]}
@@ -159,7 +159,7 @@ def test_explain_output_drops_repeats_and_quotes_lines():
 V4_POOL = [f"192.0.2.{n}" for n in range(100, 110)] + [f"198.51.100.{n}" for n in range(1, 5)]
 V6_POOL = [f"2001:db8::{n:x}" for n in range(0x100, 0x108)]
 SAFE_COMMANDS = ["/bin/true", "/usr/bin/logger 'vip moved'", "/var/vcap/jobs/eip/bin/claim --vip 192.0.2.100"]
-SAFE_EXTRA_GLOBAL = ["vrrp_garp_interval 0.001", "vrrp_higher_prio_send_advert true", "vrrp_min_garp true"]
+SAFE_EXTRA_GLOBAL = ["vrrp_garp_interval 0.001", "vrrp_min_garp true", "vrrp_garp_master_refresh_repeat 2"]
 SAFE_EXTRA_INSTANCE = ["dont_track_primary", "garp_lower_prio_repeat 2", "lower_prio_no_advert true"]
 
 
