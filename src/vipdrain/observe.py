@@ -19,7 +19,7 @@ from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip
 
 log = logging.getLogger("vipdrain.observe")
 
-#: A peer's haproxy on the same segment answers a TCP connect in well under a millisecond.
+#: A peer's haproxy on the same segment answers a request in a few milliseconds.
 PEER_PROBE_TIMEOUT = 0.3
 
 
@@ -130,9 +130,9 @@ class LiveObserver:
         return keepalived.running(self.layout)
 
     def peer_problem(self, address: IPAddress) -> str | None:
-        """Why the peer's haproxy does not answer on its own address (port of haproxy.probe), or None."""
-        _, port = probe.parse_endpoint(self.cfg.haproxy.probe)
-        return probe.tcp_problem(str(address), port, PEER_PROBE_TIMEOUT)
+        """Why the peer's haproxy does not answer haproxy.probe's request (its port and path) on the
+        peer's own address, or None. An answer, not a handshake: a hung haproxy still gets one."""
+        return probe.answer_problem(probe.parse_probe(self.cfg.haproxy.probe).at(str(address)), PEER_PROBE_TIMEOUT)
 
     def outdated_advert_since(self, priority: int, since: float) -> bool:
         """Did our keepalived advertise above `priority` after `since` (monotonic)?
