@@ -7,10 +7,13 @@ generous.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
 
+from vipdrain.hold import read_hold
+from vipdrain.lab import netns
 from vipdrain.lab.cluster import Lab
 from vipdrain.waiting import wait_until
 
@@ -52,3 +55,38 @@ def test_twenty_vips_each_move_once_to_the_best_peer(lab: Lab, client, observer)
     assert len(named) == MANY_VIPS and set(named) == {str(vm1.ip)}, summary
     failed = sum(run.summary(started - 1, ended).failures for run in runs)
     assert failed == 0, [str(run.summary(started - 1, ended)) for run in runs]
+
+
+#: A short deadline keeps the old behaviour (wait it out, then "proceeding without handoff") quick.
+SHORT_DEADLINE = {"vipdrain": {"drain": {"timeout": 12}}}
+
+
+@pytest.mark.parametrize("lab", [{"nodes": 2, "overrides": SHORT_DEADLINE}], indirect=True)
+def test_undrain_cancels_a_waiting_drain(lab: Lab) -> None:
+    """Issue 18, item 8: `vipdrain undrain` while the BOSH drain waits (the only peer's keepalived
+    is frozen, so nobody takes over). Before: the drain went on resigning until its deadline and
+    printed 0 ("proceeding without handoff"), so BOSH would stop the VM that holds the VIP. Now it
+    stops within a poll: nothing on stdout, a non-zero exit (BOSH stops the deploy), and the VM
+    keeps the VIP at its normal priority."""
+    vm0, vm1 = lab.vms
+    vip = lab.vips[0]
+    with lab.faults.frozen(vm1, "keepalived"):
+        drain = subprocess.Popen(netns.exec_argv(vm0.namespace, [str(vm0.wrapper), "drain", *BOSH]),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=vm0.env)
+        try:
+            # Waiting: the hold is on and the resign advert went out (nobody can answer it).
+            assert wait_until(lambda: "drain" in read_hold(vm0.layout).since
+                              and "resign advert" in vm0.layout.vipdrain_log.read_text(), budget=15, step=0.2)
+            undrained = time.monotonic()
+            assert vm0.vipdrain("undrain").returncode == 0
+            out, err = drain.communicate(timeout=30)
+        finally:
+            if drain.poll() is None:
+                drain.kill()
+                drain.wait()
+        took = time.monotonic() - undrained
+        assert drain.returncode != 0 and out == "", (drain.returncode, out, err)
+        assert "drain cancelled" in err and "proceeding without handoff" not in err, err
+        assert took < 5, f"the drain went on for {took:.1f} s after the undrain"
+        assert lab.holders(vip) == ["vm0"]
+    assert wait_until(lambda: lab.holders(vip) == ["vm0"], budget=10, step=0.2)
