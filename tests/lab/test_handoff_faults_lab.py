@@ -90,3 +90,25 @@ def test_undrain_cancels_a_waiting_drain(lab: Lab) -> None:
         assert took < 5, f"the drain went on for {took:.1f} s after the undrain"
         assert lab.holders(vip) == ["vm0"]
     assert wait_until(lambda: lab.holders(vip) == ["vm0"], budget=10, step=0.2)
+
+
+@pytest.mark.parametrize("lab", [{"nodes": 3}, {"nodes": 3, "ipv6": True}], indirect=True, ids=["ipv4", "ipv6"])
+def test_the_resign_advert_reaches_the_taker_alone(lab: Lab) -> None:
+    """The mechanism of item 7's fix, on both families: the priority-0 advert travels in a frame
+    for the taker's MAC with the multicast group as IP destination, and keepalived takes it for a
+    resign on that VM only (keepalived logs it with -D: "Backup received priority 0 advertisement",
+    vrrp.c vrrp_state_backup); the other backup never hears it and keeps its master-down timer."""
+    vm0, vm1, vm2 = lab.vms
+    offsets = {vm.name: vm.layout.keepalived_log.stat().st_size for vm in (vm1, vm2)}
+    proc = vm0.vipdrain("drain", *BOSH, check=False)
+    assert proc.returncode == 0 and proc.stdout == "0\n", proc.stderr
+    assert f"in a frame for {vm1.ip}" in proc.stderr, proc.stderr
+
+    def heard(vm) -> str:  # type: ignore[no-untyped-def]
+        with vm.layout.keepalived_log.open() as log:
+            log.seek(offsets[vm.name])
+            return log.read()
+
+    assert "Backup received priority 0 advertisement" in heard(vm1), heard(vm1)
+    assert "priority 0" not in heard(vm2), heard(vm2)
+    assert all(lab.holders(vip) == ["vm1"] for vip in lab.vips), lab.holder_map()
