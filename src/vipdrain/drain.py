@@ -315,8 +315,8 @@ class Drain:
                 reasons = "; ".join(v.reason for v in last if not v.ok)
                 return self._no_peer(args, f"the handoff did not hold within {self.clock() - started:.1f} s: {reasons}")
             log.warning("the handoff did not hold: %s; waiting again", "; ".join(v.reason for v in last if not v.ok))
-        summary = "; ".join(v.reason for v in last) + (f" (verified {took:.2f} s after the drain began, confirmed "
-                                                       f"{self.clock() - started:.2f} s)")
+        summary = "; ".join(v.reason for v in last) + (f" (verified {took:.2f} s after the drain began, still so "
+                                                       f"at {self.clock() - started:.2f} s: confirmed)")
         return DrainOutcome(self._after_handoff(args), summary, handoff_seconds=took, verdicts=last)
 
     def _left(self, started: float) -> float:
