@@ -1,12 +1,13 @@
 @lab
 Feature: A peer whose haproxy is down is never handed the VIP
-  A peer that cannot serve must not be handed the VIP. Before it hands over, the drain checks that
-  some peer's haproxy answers on the peer's own address (`vipdrain.drain.peer_check`); when none
-  does, `no_peer_policy` applies at once (here `fail`: the deploy stops and the master serves on).
+  A peer that cannot serve must not be handed the VIP. Before it hands over, the drain asks the
+  haproxy of the peer that will take over for an answer on the peer's own address
+  (`vipdrain.drain.peer_check`); when no peer's haproxy answers, `no_peer_policy` applies at once
+  (here `fail`: the deploy stops and the master serves on). With more peers see best_peer_dies.
 
-  keepalived's health check (haproxy's pid file and a TCP connect to its frontend, every second,
-  2 failures) puts a VM whose haproxy is down in FAULT; a VM in FAULT neither advertises nor takes
-  the VIP. Until the check has failed twice, though, the peer still looks healthy on the wire.
+  keepalived's health check (haproxy's pid file and a request its frontend must answer, every
+  second, 2 failures) puts a VM whose haproxy is down in FAULT; a VM in FAULT neither advertises nor
+  takes the VIP. Until the check has failed twice, though, the peer still looks healthy on the wire.
 
   Background:
     Given the job property vipdrain.drain.timeout is 2

@@ -42,7 +42,7 @@ from vipdrain.model import (
     Vip,
 )
 from vipdrain.priority import base_priority
-from vipdrain.probe import parse_endpoint
+from vipdrain.probe import parse_probe
 from vipdrain.render import MAX_LINE_BYTES, split_smtp_server, unsafe_character
 from vipdrain.schema import BY_NAME, NO_DEFAULT, TYPE_WORDS, describe, has_type, static_problem
 
@@ -1012,7 +1012,7 @@ def _haproxy(props: _Props) -> HaproxySettings:
         pid_file = BY_NAME[f"{prefix}.pid_file"].default
     probe = props.get(f"{prefix}.probe")
     try:
-        parse_endpoint(probe)
+        parse_probe(probe)
     except ValueError as exc:
         props.reject(f"{prefix}.probe", probe, str(exc))
         probe = BY_NAME[f"{prefix}.probe"].default

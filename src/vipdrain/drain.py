@@ -4,13 +4,18 @@
     vipdrain drain                                    (operator) -> maintenance on, human progress
 
 Steps: look at what this VM holds; nothing held -> put the hold on and return at once; no peer,
-or no peer whose haproxy answers -> `no_peer_policy`. Otherwise keep a silent copy of each VIP on
-lo, arm the peers (drain notices, with `preserve_connections`), put the hold on (priority 1
-through the track file: no reload, no restart), send the priority-0 resign advert, and wait -
-with a deadline - until every held VIP is verified to be elsewhere: a peer's adverts above our
-priority, its haproxy answering, the VIP gone from our interface, keepalived no longer MASTER
-here. The edges (observation, clock, sleep, addresses, notices) are passed in, so the decision
-runs in unit tests with fakes.
+or no peer whose haproxy answers -> `no_peer_policy`. Otherwise find the peer that will really take
+over (the highest priority) and wait until its haproxy answers - or until keepalived there has
+fenced it, then the next one is the taker. Keep a silent copy of each VIP on lo, arm the peers
+(drain notices, with `preserve_connections`), put the hold on (priority 1 through the track file:
+no reload, no restart), send the priority-0 resign advert to the taker alone, and wait - with a
+deadline - until every held VIP is verified to be elsewhere: a peer's adverts above our priority,
+its haproxy answering, the VIP gone from our interface, keepalived no longer MASTER here. Then
+confirm it for a short window (the holder keeps advertising and answering; a backup that was
+still racing would have preempted it by then) before reporting the holder. An `undrain` while
+the drain waits cancels it: the drain fails (nothing on stdout) and leaves the VM serving.
+The edges (observation, clock, sleep, addresses, notices) are passed in, so the decision runs in
+unit tests with fakes.
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.preserve import end_handoff, open_connections, start_handoff
 from vipdrain.priority import effective_priority
 from vipdrain.verdicts import (
+    Candidate,
     Plan,
+    TakerChoice,
     Verdict,
     VipView,
+    choose_taker,
     handed_over,
     holds_vip,
     plan,
+    takeover_order,
     vip_went_to_a_draining_peer,
 )
 from vipdrain.vipaddr import keep_on_loopback, remove_stale
@@ -111,9 +120,18 @@ class Observer(Protocol):
         """Why the peer at `address` cannot serve (its haproxy does not answer), or None."""
         ...
 
-    def resign(self) -> list[str]:
-        """Send a priority-0 advert for every VIP held here; returns sentences about what was sent."""
+    def prepare_resign(self, to: IPAddress) -> str:
+        """Make `resign(to)` reach peer `to` alone (e.g. learn its MAC); returns a sentence."""
         ...
+
+    def resign(self, to: IPAddress | None = None) -> list[str]:
+        """Send a priority-0 advert for every VIP held here (to peer `to` alone, if given);
+        returns sentences about what was sent."""
+        ...
+
+
+class DrainCancelled(RuntimeFailure):
+    """The hold this drain put on was released (`vipdrain undrain`) while it waited."""
 
 
 @dataclass
@@ -152,6 +170,10 @@ class Drain:
     connections: Callable[[list[IPAddress]], int] = open_connections
     _resigned_at: float | None = field(default=None, init=False)
     _resigns: int = field(default=0, init=False)
+    #: The peer that is to take over (resign adverts go to it alone); None: any.
+    _taker: IPAddress | None = field(default=None, init=False)
+    #: When each peer's haproxy was first seen not answering (this drain's clock).
+    _failing_since: dict[IPAddress, float] = field(default_factory=dict, init=False)
 
     @property
     def own_priority(self) -> int:
@@ -181,10 +203,17 @@ class Drain:
             # Holding nothing is not having nothing: a VM the VIP was taken from by preemption
             # still serves the connections the new master forwards back to it.
             return DrainOutcome(self._after_handoff(args) if self._serving() else 0, why)
-        unable = why if decision is Plan.NO_PEER else self._peers_unable_to_serve()
-        if unable is not None:
+        if decision is Plan.NO_PEER:
             self._hold(args)
-            return self._no_peer(args, unable)
+            return self._no_peer(args, why)
+        choice = self._wait_for_taker(began)
+        if choice.taker is None and self.cfg.drain.peer_check:
+            self._hold(args)
+            return self._no_peer(args, choice.reason)
+        log.info("%s", choice.reason)
+        self._taker = choice.taker
+        if self._taker is not None and self.cfg.drain.resign_advert:
+            log.info("%s", self.observer.prepare_resign(self._taker))
         held = {v.vip.name for v in views if holds_vip(v)}
         for v in views:
             if v.vip.name in held:
@@ -208,21 +237,54 @@ class Drain:
         for warning in set_hold(self.layout, add=(args.reason,)).warnings:
             log.warning(warning)
 
-    def _peers_unable_to_serve(self) -> str | None:
-        """Before handing over: if no peer's haproxy answers, say why (else None). keepalived's own
-        health check would fence such a peer too, but only after `fall` failed checks - seconds
-        during which it could take the VIP and refuse every request."""
+    @property
+    def fenced_after(self) -> float | None:
+        """Seconds of failed probes after which a peer's own health check has fenced it (FAULT):
+        `fall` checks `interval` apart, each up to `timeout`, plus one interval for the phase."""
+        hc = self.cfg.healthcheck
+        return None if hc is None else (hc.fall + 1) * hc.interval + hc.timeout
+
+    def _candidates(self) -> list[Candidate]:
+        """Probe every peer's haproxy, in takeover order, remembering since when each fails."""
+        now = self.clock()
+        out = []
+        for peer in takeover_order(self.cfg.instance, self.cfg.peers, self.cfg.placement):
+            problem = self.observer.peer_problem(peer.address)
+            if problem is None:
+                self._failing_since.pop(peer.address, None)
+            since = self._failing_since.setdefault(peer.address, now) if problem else now
+            out.append(Candidate(peer.address, problem, now - since))
+        return out
+
+    def _wait_for_taker(self, started: float) -> TakerChoice:
+        """Before the hold: the peer that will take over must answer (or be fenced, then the next).
+        keepalived's own health check fences a peer whose haproxy is down only after `fall` failed
+        checks - seconds during which it would take the VIP and refuse or hang every request."""
+        order = takeover_order(self.cfg.instance, self.cfg.peers, self.cfg.placement)
         if not self.cfg.drain.peer_check:
-            return None
-        problems = [self.observer.peer_problem(p.address) for p in self.cfg.peers]
-        if any(problem is None for problem in problems):
-            return None
-        return "no peer's haproxy answers: " + "; ".join(str(p) for p in problems)
+            return TakerChoice(order[0].address if order else None, False, "peer_check is off: not probing peers")
+        choice = choose_taker(self._candidates(), self.fenced_after)
+        if not choice.wait:
+            return choice
+        log.warning("%s", choice.reason)
+
+        def attempt() -> bool:
+            nonlocal choice
+            choice = choose_taker(self._candidates(), self.fenced_after)
+            if self.progress:
+                self.progress(f"[{self.clock() - started:5.1f}s / {self.cfg.drain.timeout:g}s] {choice.reason}")
+            return not choice.wait
+
+        budget = self.cfg.drain.timeout - (self.clock() - started)
+        if not wait_until(attempt, budget=budget, step=self.cfg.drain.poll_interval * 5, clock=self.clock,
+                          sleep=self.sleep):
+            return TakerChoice(None, False, f"no fit peer within {self.clock() - started:.1f} s: {choice.reason}")
+        return choice
 
     def _resign(self) -> None:
-        """Send the priority-0 advert: the best backup takes over after its skew time."""
+        """Send the priority-0 advert: the taker takes over after its skew time."""
         self._resigned_at = self.clock()
-        for line in self.observer.resign():
+        for line in self.observer.resign(self._taker):
             log.info(line)
 
     def _resign_again_if_outdated(self) -> None:
@@ -236,20 +298,90 @@ class Drain:
             self._resign()
 
     def _wait(self, args: DrainArgs, held: set[str], started: float) -> DrainOutcome:
-        """Wait until every VIP in `held` is verified elsewhere; the deadline counts from `started`."""
-        verified, last, hopeless = self._watch(held, started,
-                                               budget=self.cfg.drain.timeout - (self.clock() - started))
-        took = self.clock() - started
-        if hopeless:
-            return self._no_peer(args, f"after {took:.1f} s: " + "; ".join(v.reason for v in hopeless))
-        if not verified:
-            reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
-            return self._no_peer(args, f"no peer took over within {took:.1f} s: {reasons}")
-        summary = "; ".join(v.reason for v in last) + f" (verified {took:.2f} s after the drain began)"
+        """Wait until every VIP in `held` is verified elsewhere and stays so for the confirmation
+        window; the deadline counts from `started`."""
+        while True:
+            verified, last, hopeless = self._watch(held, started, self._left(started), args)
+            took = self.clock() - started
+            if hopeless:
+                return self._no_peer(args, f"after {took:.1f} s: " + "; ".join(v.reason for v in hopeless))
+            if not verified:
+                reasons = "; ".join(v.reason for v in last if not v.ok) or "no observation"
+                return self._no_peer(args, f"no peer took over within {took:.1f} s: {reasons}")
+            confirmed, last = self._confirm(held, started, args)
+            if confirmed:
+                break
+            if self._left(started) <= 0:
+                reasons = "; ".join(v.reason for v in last if not v.ok)
+                return self._no_peer(args, f"the handoff did not hold within {self.clock() - started:.1f} s: {reasons}")
+            log.warning("the handoff did not hold: %s; waiting again", "; ".join(v.reason for v in last if not v.ok))
+        summary = "; ".join(v.reason for v in last) + (f" (verified {took:.2f} s after the drain began, still so "
+                                                       f"at {self.clock() - started:.2f} s: confirmed)")
         return DrainOutcome(self._after_handoff(args), summary, handoff_seconds=took, verdicts=last)
 
-    def _watch(self, held: set[str] | None, started: float,
-               budget: float) -> tuple[bool, list[Verdict], list[Verdict]]:
+    def _left(self, started: float) -> float:
+        return self.cfg.drain.timeout - (self.clock() - started)
+
+    def _confirm(self, held: set[str], started: float, args: DrainArgs) -> tuple[bool, list[Verdict]]:
+        """After a verified handoff, watch until the window ends: every VIP keeps its new holder,
+        which keeps advertising and answering. A backup still racing for a VIP (its timer started
+        before the hold) preempts within 3 x advert_int + skew of the hold; a holder whose haproxy
+        just died goes FAULT. Either means the holder named now would be wrong. The window ends
+        no later than the drain's deadline (the state then is what counts)."""
+        since = self.clock()
+        hold_at = self._resigned_at if self._resigned_at is not None else since
+        until = min(max(since + 2 * self.cfg.advert_int, hold_at + 3 * self.cfg.advert_int + 0.5),
+                    started + self.cfg.drain.timeout)
+        holders: dict[str, IPAddress] = {}
+        last: list[Verdict] = []
+
+        def attempt() -> bool:
+            nonlocal last
+            views = self._look(held, args)
+            last = [handed_over(v) for v in views]
+            for v, verdict in zip(views, last, strict=True):
+                if not verdict.ok:
+                    return True
+                holder = v.peer_master.source if v.peer_master else None
+                if holders.setdefault(v.vip.name, holder) != holder:  # type: ignore[arg-type]
+                    last = [Verdict(False, f"{v.vip.name} moved on from {holders[v.vip.name]} to {holder}")]
+                    return True
+            return False
+
+        wait_until(attempt, budget=until - since, clock=self.clock, sleep=self.sleep)
+        if not all(v.ok for v in last):
+            return False, last
+        # The holders were heard within the window (not only before it): they are still master.
+        stale = [v for v in self._look(held, args) if v.peer_master is None or v.peer_master.seen_at < since]
+        if stale and until > since:
+            return False, [Verdict(False, f"{v.vip.name}: its holder has not advertised since the handoff")
+                           for v in stale]
+        return True, last
+
+    def _look(self, held: set[str] | None, args: DrainArgs) -> list[VipView]:
+        """One observation of the VIPs in `held` (None: those held here now), after listening."""
+        self.observer.collect(self.cfg.drain.poll_interval, until_first=True)
+        self._cancel_if_undrained(args)
+        self._resign_again_if_outdated()
+        return [v for v in self.observer.views(self.own_priority)
+                if (v.vip.name in held if held is not None else holds_vip(v))]
+
+    def _cancel_if_undrained(self, args: DrainArgs) -> None:
+        """`vipdrain undrain` removed this drain's hold reason: the operator wants this VM to serve.
+        Stop here (no more resigns, no policy): BOSH gets a failed drain - nothing on stdout -
+        so the deploy stops with the VM serving instead of stopping its haproxy and keepalived."""
+        if args.reason in read_hold(self.layout).since:
+            return
+        self.stop_announcing(self.layout)
+        failure = DrainCancelled(
+            f"drain cancelled: the {args.reason!r} hold was released (vipdrain undrain) while the drain waited; "
+            "this VM takes part in elections again at its normal priority and keeps serving"
+        )
+        log.error("%s", failure)
+        raise failure
+
+    def _watch(self, held: set[str] | None, started: float, budget: float,
+               args: DrainArgs) -> tuple[bool, list[Verdict], list[Verdict]]:
         """Observe until every VIP in `held` (None: every VIP held here now) is verified elsewhere,
         one went to a VM that drains too (hopeless: no healthy holder can come), or `budget` ran
         out. Returns whether it was verified, the last verdicts, and the hopeless ones."""
@@ -259,10 +391,7 @@ class Drain:
 
         def attempt() -> bool:
             nonlocal last, hopeless, next_progress
-            self.observer.collect(self.cfg.drain.poll_interval, until_first=True)
-            self._resign_again_if_outdated()
-            views = [v for v in self.observer.views(self.own_priority)
-                     if (v.vip.name in held if held is not None else holds_vip(v))]
+            views = self._look(held, args)
             self._drop_leftovers(views)
             hopeless = [g for g in map(vip_went_to_a_draining_peer, views) if g.ok]
             if hopeless:
@@ -298,7 +427,7 @@ class Drain:
             log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
             return self.run(DrainArgs(manual=False, action="job_changed"))
         # Long enough to hear a master's advert: a shorter look could miss it on every call-back.
-        verified, verdicts, hopeless = self._watch(None, self.clock(), budget=1.5 * self.cfg.advert_int + 0.2)
+        verified, verdicts, hopeless = self._watch(None, self.clock(), 1.5 * self.cfg.advert_int + 0.2, args)
         if hopeless:
             return self._no_peer(args, "; ".join(v.reason for v in hopeless))
         if verified:

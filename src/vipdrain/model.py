@@ -108,7 +108,7 @@ class DrainSettings:
     dynamic: bool = False
     #: Send a priority-0 advert right after lowering the priority (fast make-before-break).
     resign_advert: bool = True
-    #: Hand over only to a peer whose haproxy answers on its own address (TCP connect).
+    #: Hand over only to a peer whose haproxy answers on its own address (the probe's request).
     peer_check: bool = True
     #: Connections open on the old master survive the handoff: the new master forwards their
     #: packets back to it for `preserve_grace` seconds (vipdrain.preserve).
@@ -123,7 +123,8 @@ class HaproxySettings:
     """Where vipdrain finds the colocated haproxy, to check it before taking the VIP."""
 
     pid_file: str = "/var/vcap/sys/run/bpm/haproxy/haproxy.pid"
-    #: host:port of a haproxy frontend that must accept a TCP connection.
+    #: HOST:PORT or http://HOST:PORT/PATH of a haproxy frontend that must answer a request
+    #: (vipdrain.probe.parse_probe).
     probe: str = "127.0.0.1:80"
     #: The colocated haproxy job's drain settings, if it drains too (see docs): seconds it waits
     #: before soft-stopping. Used to warn when shorter than the handoff deadline.

@@ -19,8 +19,10 @@ from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip
 
 log = logging.getLogger("vipdrain.observe")
 
-#: A peer's haproxy on the same segment answers a TCP connect in well under a millisecond.
+#: A peer's haproxy on the same segment answers a request in a few milliseconds.
 PEER_PROBE_TIMEOUT = 0.3
+#: Long enough for a peer on the segment to answer ARP; spent once per drain, before the hold.
+RESIGN_ARP_TIMEOUT = 0.1
 
 
 class LiveObserver:
@@ -44,6 +46,8 @@ class LiveObserver:
         self.sources: dict[tuple[int, int], dict[IPAddress, PeerAdvert]] = {}
         #: Our own keepalived's adverts as (received, priority): shows when it applied the hold.
         self.own: list[tuple[float, int]] = []
+        #: The peer resign adverts go to, with its MAC (`prepare_resign`).
+        self._resign_to: tuple[IPAddress, str, str] | None = None  # (peer, interface, MAC)
         #: Each VIP's state file, read on every look (`views`).
         self._state_files = {vip.name: layout.state_file(vip.name) for vip in cfg.vips}
 
@@ -130,9 +134,9 @@ class LiveObserver:
         return keepalived.running(self.layout)
 
     def peer_problem(self, address: IPAddress) -> str | None:
-        """Why the peer's haproxy does not answer on its own address (port of haproxy.probe), or None."""
-        _, port = probe.parse_endpoint(self.cfg.haproxy.probe)
-        return probe.tcp_problem(str(address), port, PEER_PROBE_TIMEOUT)
+        """Why the peer's haproxy does not answer haproxy.probe's request (its port and path) on the
+        peer's own address, or None. An answer, not a handshake: a hung haproxy still gets one."""
+        return probe.answer_problem(probe.parse_probe(self.cfg.haproxy.probe).at(str(address)), PEER_PROBE_TIMEOUT)
 
     def outdated_advert_since(self, priority: int, since: float) -> bool:
         """Did our keepalived advertise above `priority` after `since` (monotonic)?
@@ -142,24 +146,45 @@ class LiveObserver:
         """
         return any(t > since and p > priority for t, p in self.own)
 
-    def resign(self) -> list[str]:
+    def prepare_resign(self, to: IPAddress) -> str:
+        """Learn the MAC of `to`, the peer that is to take over, so `resign(to)` reaches it alone."""
+        self._resign_to = None
+        if to.version != 4 or self.cfg.unicast:
+            return f"resign adverts go to {to} by address" if self.cfg.unicast else \
+                f"resign adverts go to the group ({to} has no ARP)"
+        interface = self.cfg.vips[0].interface
+        try:
+            found = vrrp.arp_who_has(interface, to, self.cfg.instance.ip, RESIGN_ARP_TIMEOUT)
+        except OSError as exc:
+            found, why = [], str(exc)
+        else:
+            why = "no ARP answer"
+        if len(found) != 1:
+            return f"resign adverts go to the group: cannot tell {to}'s MAC ({why if not found else 'several'})"
+        self._resign_to = (to, interface, found[0][0])
+        return f"resign adverts go to {to} ({found[0][0]}) only"
+
+    def resign(self, to: IPAddress | None = None) -> list[str]:
         """Send one priority-0 advert per VIP held here, as keepalived would for that instance.
 
-        The RFC's "master resigns" signal: the best backup takes over after its skew time
+        The RFC's "master resigns" signal: a backup that hears it takes over after its skew time
         instead of three advert intervals, while keepalived here still holds the VIP until it
-        hears the new master (make-before-break). Failures are reported, never raised: the
-        priority drop alone still hands over, only slower.
+        hears the new master (make-before-break). With `to` (prepared by `prepare_resign`) only
+        that peer hears it: every backup that hears it races, and with many VIPs a busy keepalived
+        runs its timers late (it serves its socket first), so the lower backup won about half the
+        races and the higher one preempted it a second later (issue 18). Failures are reported,
+        never raised: the priority drop alone still hands over, only slower.
         """
         said = []
         held = [v.vip for v in self.views(own_priority=0) if holds_vip(v)]
         for vip in held:
             try:
-                said.extend(self._send_resign(vip))
+                said.extend(self._send_resign(vip, to))
             except OSError as exc:
                 said.append(f"resign advert for {vip.name} not sent ({exc}); handing over by priority alone")
         return said
 
-    def _send_resign(self, vip: Vip) -> list[str]:
+    def _send_resign(self, vip: Vip, to: IPAddress | None = None) -> list[str]:
         cfg = self.cfg
         src = self._advert_source(vip)
         auth = cfg.authentication if cfg.vrrp_version == 2 and vip.family == 4 else None
@@ -174,9 +199,16 @@ class LiveObserver:
         )
         if cfg.unicast:
             targets = [p.address for p in cfg.peers if p.address.version == vip.family]
+            if to is not None and to in targets:
+                targets = [to]
         else:
             group = cfg.multicast_group_v4 if vip.family == 4 else cfg.multicast_group_v6
             targets = [ipaddress.ip_address(group)]
+            peer, interface, mac = self._resign_to or (None, "", "")
+            if to is not None and (peer, interface) == (to, vip.interface):
+                vrrp.send_advert_to_mac(advert, src, targets[0], vip.interface, mac)
+                return [f"resign advert (priority 0) for {vip.name} sent from {src} to {targets[0]} "
+                        f"in a frame for {to} ({mac}) only"]
         for dst in targets:
             vrrp.send_advert(advert, src, dst, vip.interface)
         return [f"resign advert (priority 0) for {vip.name} sent from {src} to {', '.join(map(str, targets))}"]

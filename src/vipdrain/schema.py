@@ -171,7 +171,7 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "Command keepalived runs to decide whether this VM may hold the VIPs (exit 0 = healthy; "
         "a failing check puts the VM in FAULT, so it never holds a VIP it cannot serve). Runs as "
         "root without a shell. Default (unset): vipdrain's probe - the haproxy pid file names a "
-        "live process and a TCP connect to vipdrain.haproxy.probe succeeds.",
+        "live process and haproxy answers a request on vipdrain.haproxy.probe within the timeout.",
         example="/var/vcap/jobs/haproxy/bin/healthy",
     ),
     _P(
@@ -388,10 +388,13 @@ PROPERTIES: tuple[PropertyDef, ...] = (
     ),
     _P(
         "vipdrain.drain.peer_check",
-        "Hand over only to a peer whose haproxy answers: a TCP connect to the port of "
-        "vipdrain.haproxy.probe on the peer's own address, before the handoff starts (no peer "
-        "answers: no_peer_policy at once) and as part of verifying it (IPv4 peers). Turn it off "
-        "when haproxy does not listen on the VMs' own addresses.",
+        "Hand over only to a peer whose haproxy answers: the request of vipdrain.haproxy.probe "
+        "(same port and path) sent to the peer's own address. Before the handoff the peer that "
+        "will take over (the highest priority) must answer; one that does not is waited for until "
+        "keepalived there has fenced it (healthcheck fall x interval), then the next one is checked "
+        "(no peer answers: no_peer_policy at once). After the handoff the new holder must keep "
+        "advertising and answering for a short confirmation window (IPv4 peers). Turn it off when "
+        "haproxy does not listen on the VMs' own addresses.",
         default=True,
         type="boolean",
     ),
@@ -432,10 +435,14 @@ PROPERTIES: tuple[PropertyDef, ...] = (
     ),
     _P(
         "vipdrain.haproxy.probe",
-        "HOST:PORT ([IPv6]:PORT) of a local haproxy frontend that must accept a TCP connection "
-        "for this VM to hold the VIPs.",
+        "Local haproxy frontend that must answer a request for this VM to hold the VIPs. "
+        "HOST:PORT ([IPv6]:PORT): an HTTP/1.0 request is sent and any answer counts (bytes, or "
+        "haproxy closing the connection: fits HTTP, TLS and TCP frontends). "
+        "http://HOST:PORT/PATH: GET PATH must return a status below 500 (e.g. haproxy-boshrelease's "
+        "health frontend http://127.0.0.1:8080/health). A TCP handshake alone is not enough: "
+        "the kernel completes it for a hung haproxy.",
         default="127.0.0.1:80",
-        example="127.0.0.1:443",
+        example="http://127.0.0.1:8080/health",
     ),
     _P(
         "vipdrain.haproxy.drain_grace_time",

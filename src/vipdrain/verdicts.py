@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from vipdrain.model import IPAddress, Peer, Vip
+from vipdrain.model import InstanceSpec, IPAddress, Peer, Placement, Vip
+from vipdrain.priority import base_priority
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,67 @@ def vip_went_to_a_draining_peer(v: VipView) -> Verdict:
 def accept_advert(advert: PeerAdvert, own_addresses: set[IPAddress], own_priority: int) -> bool:
     """Does this advert prove a peer can be master? From elsewhere, above our (held) priority."""
     return advert.source not in own_addresses and advert.priority > own_priority
+
+
+def takeover_order(instance: InstanceSpec, peers: Sequence[Peer], placement: Placement) -> list[Peer]:
+    """The peers in the order they would take over from this VM: highest base priority first (what
+    keepalived there advertises: the same formula as ours), a tie to the higher address (VRRP's
+    rule). A peer whose index the link does not give may have any priority: it comes first."""
+    me = Peer(address=instance.ip, index=instance.index, bootstrap=instance.bootstrap, id=instance.id)
+
+    def priority(p: Peer) -> int:
+        if p.index is None:
+            return 256
+        spec = InstanceSpec(name="", index=p.index, id=p.id, bootstrap=p.bootstrap, ip=p.address)
+        return base_priority(spec, [me, *(q for q in peers if q != p)], placement)
+
+    return sorted(peers, key=lambda p: (priority(p), p.address.version, p.address), reverse=True)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A peer that may take over, as the drain last probed it."""
+
+    address: IPAddress
+    #: Why its haproxy does not answer, or None when it does.
+    problem: str | None = None
+    #: Seconds since its haproxy was first seen not answering (0 while it answers).
+    failing_for: float = 0.0
+
+
+@dataclass(frozen=True)
+class TakerChoice:
+    """Whom to hand over to: `taker` (ready), or wait (`wait` True), or nobody (both unset)."""
+
+    taker: IPAddress | None
+    wait: bool
+    reason: str
+
+
+def choose_taker(candidates: Sequence[Candidate], fenced_after: float | None) -> TakerChoice:
+    """Pick the peer that will really take over, in takeover order (`takeover_order`).
+
+    A peer whose haproxy answers is the taker. One that does not answer is still in the election
+    until keepalived's health check there has failed `fall` times: its own check asks the same
+    haproxy, so after `fenced_after` seconds of our failed probes it is out (FAULT) and the next
+    peer would take over. Before that, handing over would give it the VIP: wait. None of them
+    answering is no peer at all (no_peer_policy at once). `fenced_after` None: no health check
+    fences a peer, so an unfit best peer is waited for until the deadline.
+    """
+    if candidates and all(c.problem for c in candidates):
+        return TakerChoice(None, False, "no peer's haproxy answers: " + "; ".join(
+            f"{c.address}: {c.problem}" for c in candidates))
+    skipped = []
+    for c in candidates:
+        if c.problem is None:
+            why = f"{c.address} takes over (its haproxy answers)"
+            return TakerChoice(c.address, False, why + (f"; {', '.join(skipped)}" if skipped else ""))
+        if fenced_after is not None and c.failing_for >= fenced_after:
+            skipped.append(f"{c.address} is out of the election (its haproxy has not answered for "
+                           f"{c.failing_for:.1f} s)")
+            continue
+        left = "" if fenced_after is None else f", or for keepalived there to fence it within " \
+                                               f"{fenced_after - c.failing_for:.1f} s"
+        return TakerChoice(None, True, f"{c.address} would take over but its haproxy does not answer "
+                                       f"({c.problem}); waiting for it to answer{left}")
+    return TakerChoice(None, False, "no peer to hand over to")

@@ -57,6 +57,7 @@ TOS_NETWORK_CONTROL = 0xC0
 _ETH_P_ALL = 0x0003
 _ETH_P_IP = 0x0800
 _ETH_P_ARP = 0x0806
+_ETH_P_IPV6 = 0x86DD
 _SO_ATTACH_FILTER = 26
 _SO_TIMESTAMPNS = 35
 #: struct timespec, as SCM_TIMESTAMPNS delivers it.
@@ -360,6 +361,17 @@ def send_advert(advert: Advert, src: AddressLike, dst: AddressLike, interface: s
             # inet_ntop drops any "%scope" suffix; the scope id is given explicitly.
             host = socket.inet_ntop(socket.AF_INET6, dst_ip.packed)
             sock.sendto(packet, (host, 0, 0, socket.if_nametoindex(interface)))
+
+
+def send_advert_to_mac(advert: Advert, src: AddressLike, dst: AddressLike, interface: str, mac: str) -> None:
+    """Send `advert` (IP destination `dst`, e.g. the multicast group) in a frame addressed to one
+    station's `mac` only: every other VM's kernel drops the frame (not its MAC), so only that VM's
+    keepalived sees the advert - as a multicast advert, which is what its instance expects."""
+    src_ip, dst_ip = _address(src), _address(dst)
+    packet = build_packet(advert, src_ip, dst_ip)
+    proto = _ETH_P_IP if src_ip.version == 4 else _ETH_P_IPV6
+    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(proto)) as sock:
+        sock.sendto(packet, (interface, proto, 0, 0, bytes.fromhex(mac.replace(":", ""))))
 
 
 def _vrrp_filter() -> bytes:

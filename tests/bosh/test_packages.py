@@ -32,7 +32,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ import release_blobs
 import release_rules
 import yaml
 from bosh_harness import REPO, render
+
+from frontends import answering
 
 PACKAGES = REPO / "packages"
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -297,13 +298,6 @@ def test_job_scripts_import_only_from_the_packages(compiled_vipdrain) -> None:
         assert Path(file).is_relative_to(site), f"{file} was not imported from the package"
 
 
-def _listener() -> socket.socket:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    return server
-
-
 def test_health_check_runs_from_the_compiled_package_through_the_job_wrapper(compiled_vipdrain, tmp_path) -> None:
     """keepalived's check, as keepalived.conf runs it: the job's bin/vipdrain (rendered ERB) with
     VIPDRAIN_ROOT at the stand-in /var/vcap, `probe --pid-file --tcp`: healthy while a pid is
@@ -314,24 +308,20 @@ def test_health_check_runs_from_the_compiled_package_through_the_job_wrapper(com
     wrapper.chmod(0o755)
     pid_file = tmp_path / "haproxy.pid"
     pid_file.write_text(f"{os.getpid()}\n")
-    server = _listener()
-    port = server.getsockname()[1]
 
-    def check() -> subprocess.CompletedProcess[str]:
+    def check(endpoint: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["env", "-i", f"PATH={AGENT_PATH}", f"VIPDRAIN_ROOT={agent.root}", str(wrapper),
-             "probe", "--pid-file", str(pid_file), "--tcp", f"127.0.0.1:{port}", "--timeout", "0.5"],
+             "probe", "--pid-file", str(pid_file), "--tcp", endpoint, "--timeout", "0.5"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
-    try:
-        healthy = check()
-    finally:
-        server.close()
+    with answering(b"HTTP/1.0 200 OK\r\n\r\n") as endpoint:
+        healthy = check(endpoint)
     assert healthy.returncode == 0, healthy.stderr
-    unhealthy = check()
+    unhealthy = check(endpoint)
     assert unhealthy.returncode != 0
-    assert f"127.0.0.1:{port}" in unhealthy.stderr
+    assert endpoint in unhealthy.stderr
 
 
 def test_vipdrain_packaging_refuses_to_run_without_wheels(tmp_path: Path) -> None:

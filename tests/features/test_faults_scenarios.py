@@ -1,11 +1,12 @@
-"""features/faults: a peer dies or cannot serve while the master drains, a VRRP partition during a
-deploy, the drain killed mid-way."""
+"""features/faults: a peer dies, cannot serve or hangs while the master drains, a VRRP partition during
+a deploy, the drain killed mid-way."""
 
 from __future__ import annotations
 
+import re
 import time
 
-from pytest_bdd import parsers, scenarios, then, when
+from pytest_bdd import given, parsers, scenarios, then, when
 from rollout_support import BoshRun, Story, Traffic, run_vipdrain
 
 from vipdrain.lab.cluster import Lab
@@ -52,3 +53,44 @@ def partition_ends(lab: Lab, story: Story) -> float:
 def answered_again(traffic: Traffic, story: Story, healed_at: float) -> None:
     first = traffic.wait_answered_after(healed_at, ANSWERED_AGAIN_DEADLINE)
     story.note(f"clients answered again {first - healed_at:.1f} s after the partition ended")
+
+
+@given(parsers.parse("{vm}'s haproxy hangs (SIGSTOP)"), target_fixture="hung_at")
+@when(parsers.parse("{vm}'s haproxy hangs (SIGSTOP)"), target_fixture="hung_at")
+def haproxy_hangs(lab: Lab, story: Story, vm: str) -> float:
+    """SIGSTOP of haproxy's process group, by pid (`Faults.freeze`); the lab's teardown sends
+    SIGCONT before it stops a process, so the stopped haproxy is never left behind."""
+    assert lab.faults.freeze(vm, "haproxy"), f"{vm}'s haproxy was not running"
+    story.note(f"{vm}'s haproxy stopped (SIGSTOP): its kernel still accepts connections")
+    return time.time()
+
+
+@then(parsers.parse("{vm}'s drain handed every VIP to {other}"))
+def drain_handed_to(lab: Lab, deploy: BoshRun, vm: str, other: str) -> None:
+    """The drain's summary names the holder of every VIP: `... handed over to <address>`."""
+    drains = deploy.calls_of("drain", lab.vm(vm).name)
+    assert drains, f"{vm} did not drain"
+    named = re.findall(r"handed over to ([0-9a-f.:]+[0-9a-f])", drains[-1].stderr)
+    assert len(named) == len(lab.vips) and set(named) == {lab.vm(other).ip}, str(drains[-1])
+
+
+@then(parsers.parse("the VIP never went to {vm}"))
+def never_went_to(lab: Lab, traffic: Traffic, vm: str) -> None:
+    name = lab.vm(vm).name
+    for vip in lab.vips:
+        for by_arp in (False, True):
+            held = [iv for iv in traffic.observer.intervals(vip, arp=by_arp) if name in iv.holders]
+            assert not held, f"{vip} was on {vm} ({'ARP' if by_arp else 'addresses'}): {held}"
+
+
+@then(parsers.parse("within {seconds:g} s of the hang {vm} holds the VIP and answers the load client"))
+def holds_and_answers_after_hang(lab: Lab, traffic: Traffic, story: Story, hung_at: float, seconds: float,
+                                 vm: str) -> None:
+    """keepalived's check (every second, `fall` 2, each up to 0.7 s) fails, the hung VM goes FAULT
+    and resigns; the deadline is generous for a busy machine."""
+    for vip in lab.vips:
+        took = traffic.observer.wait_for(vip, {lab.vm(vm).name}, timeout=seconds, since=hung_at) - hung_at
+        story.note(f"{vip} on {vm} {took:.1f} s after the hang")
+        assert took <= seconds, f"{vip} reached {vm} {took:.1f} s after the hang"
+    first = traffic.wait_answered_after(hung_at, seconds)
+    assert first - hung_at <= seconds, f"clients answered again {first - hung_at:.1f} s after the hang"

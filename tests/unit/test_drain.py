@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pytest
 
-from vipdrain.drain import Drain, DrainArgs, parse_drain_args
+from vipdrain.drain import Drain, DrainArgs, DrainCancelled, parse_drain_args
 from vipdrain.errors import RuntimeFailure
-from vipdrain.hold import read_hold
+from vipdrain.hold import read_hold, set_hold
 from vipdrain.layout import Layout
-from vipdrain.model import DrainSettings, InstanceSpec, JobConfig, Peer, Vip
-from vipdrain.verdicts import PeerAdvert, VipView
+from vipdrain.model import DrainSettings, HealthCheck, InstanceSpec, JobConfig, Peer, Vip
+from vipdrain.verdicts import Candidate, PeerAdvert, VipView, choose_taker, takeover_order
 
 SELF = ipaddress.ip_address("192.0.2.10")
 PEER = ipaddress.ip_address("192.0.2.11")
+SECOND = ipaddress.ip_address("192.0.2.12")
+#: keepalived's check fences a peer after (fall + 1) x interval + timeout = 4 s of failures here.
+CHECK = HealthCheck(command="", interval=1.0, timeout=1.0, fall=2, rise=2)
 
 
-def make_cfg(n_vips: int = 1, peers: int = 1, **drain: object) -> JobConfig:
+def make_cfg(n_vips: int = 1, peers: int = 1, healthcheck: HealthCheck | None = CHECK, **drain: object) -> JobConfig:
     vips = tuple(
         Vip(name=f"vip_{i + 1}", address=ipaddress.ip_address(f"192.0.2.{100 + i}"), virtual_router_id=1 + i,
             interface="eth0")
@@ -28,6 +32,7 @@ def make_cfg(n_vips: int = 1, peers: int = 1, **drain: object) -> JobConfig:
         instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
         vips=vips,
         priority=150,
+        healthcheck=healthcheck,
         peers=tuple(Peer(address=ipaddress.ip_address(f"192.0.2.{11 + i}"), index=1 + i) for i in range(peers)),
         drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain),  # type: ignore[arg-type]
     )
@@ -58,8 +63,18 @@ class FakeObserver:
     #: What the peer advertises once master (1: it is held, i.e. draining too).
     peer_priority: int = 100
 
+    #: The peer that takes over at `takeover_at`, and (time, peer) when another one preempts it.
+    taker: object = PEER
+    moves_on: tuple[float, object] | None = None
+    #: Things that happen at a time while the drain listens (e.g. an operator's undrain).
+    events: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+
     def collect(self, seconds: float, *, until_first: bool = False) -> None:
         self.clock.now += seconds
+        due = [e for e in self.events if e[0] <= self.clock.now]
+        self.events = [e for e in self.events if e[0] > self.clock.now]
+        for _, event in due:
+            event()
 
     #: Our keepalived sends one advert at its old priority right after the first resign.
     outdated_once: bool = False
@@ -73,14 +88,29 @@ class FakeObserver:
     def keepalived_running(self) -> bool:
         return not self.dead_keepalived
 
-    #: Peers whose haproxy does not answer.
+    #: Peers whose haproxy does not answer (until the time given in `broken_until`, if any).
     broken: frozenset[str] = frozenset()
+    broken_until: dict[str, float] = field(default_factory=dict)
+    probed: list[str] = field(default_factory=list)
 
     def peer_problem(self, address) -> str | None:
+        self.probed.append(str(address))
+        if str(address) in self.broken_until:
+            return "no answer" if self.clock.now < self.broken_until[str(address)] else None
         return "TCP connect refused" if str(address) in self.broken else None
 
-    def resign(self) -> list[str]:
+    #: Where the resign adverts went (None: the group).
+    resigned_to: list[object] = field(default_factory=list)
+
+    def prepare_resign(self, to) -> str:
+        return f"resign adverts go to {to} only"
+
+    resign_times: list[float] = field(default_factory=list)
+
+    def resign(self, to=None) -> list[str]:
         self.resigned += 1
+        self.resigned_to.append(to)
+        self.resign_times.append(self.clock.now)
         return ["sent priority 0"]
 
     def views(self, own_priority: int) -> list[VipView]:
@@ -91,7 +121,8 @@ class FakeObserver:
         out = []
         for vip in self.cfg.vips:
             mine = vip.name in self.held and (self.dead_keepalived or not peer_up)
-            advert = PeerAdvert(vip.virtual_router_id, 3, self.peer_priority, PEER, t) if peer_up else None
+            source = self.moves_on[1] if self.moves_on and t >= self.moves_on[0] else self.taker
+            advert = PeerAdvert(vip.virtual_router_id, 3, self.peer_priority, source, t) if peer_up else None
             healthy = advert if advert and advert.priority > own_priority else None
             out.append(VipView(vip, local=mine, state="MASTER" if mine else "BACKUP", peer_master=healthy,
                                own_priority=own_priority, draining_peer=advert if advert and not healthy else None))
@@ -189,11 +220,13 @@ def test_no_takeover_fail_policy_restores_priority(layout):
     assert read_hold(layout).track_value == 0
 
 
-def test_peer_dies_while_we_wait_reports_failure(layout):
-    """The peer took over for a moment, then died: the VIP is back here, so no verified handoff."""
+@pytest.mark.parametrize(("took_over", "died"), [(0.05, 0.05), (0.5, 1.5)], ids=["at-once", "in-the-window"])
+def test_peer_dies_while_we_wait_reports_failure(layout, took_over, died):
+    """The peer took over for a moment, then died: the VIP is back here, so no verified handoff -
+    also when it dies after the handoff was verified, within the confirmation window (issue 18)."""
     clock = FakeClock()
     cfg = make_cfg(no_peer_policy="fail")
-    obs = FakeObserver(cfg, clock, takeover_at=0.05, peer_dies_at=0.05)
+    obs = FakeObserver(cfg, clock, takeover_at=took_over, peer_dies_at=died)
     with pytest.raises(RuntimeFailure, match="handoff failed"):
         run(cfg, layout, obs, clock)
 
@@ -324,7 +357,7 @@ def test_no_peer_that_can_serve_means_no_handoff_attempt(layout):
     clock = FakeClock()
     cfg = make_cfg(no_peer_policy="fail")
     obs = FakeObserver(cfg, clock, broken=frozenset({"192.0.2.11"}))
-    with pytest.raises(RuntimeFailure, match="no peer's haproxy answers: TCP connect refused"):
+    with pytest.raises(RuntimeFailure, match=r"no peer.s haproxy answers: 192\.0\.2\.11: TCP connect refused"):
         run(cfg, layout, obs, clock)
     assert obs.resigned == 0 and COPIES == [] and clock.now == 0.0
     assert not read_hold(layout).active
@@ -334,3 +367,103 @@ def test_peer_check_can_be_turned_off(layout):
     clock = FakeClock()
     cfg = make_cfg(peer_check=False)
     assert run(cfg, layout, FakeObserver(cfg, clock, broken=frozenset({"192.0.2.11"})), clock).value == 0
+
+
+# --- issue 18: the taker, the confirmation window, undrain -------------------------------------
+
+
+def test_resign_goes_to_the_peer_that_will_take_over(layout):
+    """Preferred placement: index 1 (priority 150) outranks index 2 (125)."""
+    clock = FakeClock()
+    cfg = make_cfg(peers=2)
+    obs = FakeObserver(cfg, clock, takeover_at=1.0)
+    assert run(cfg, layout, obs, clock).value == 0
+    assert obs.resigned_to == [PEER]
+
+
+def test_a_taker_whose_haproxy_died_is_waited_for_until_fenced_then_the_next_takes_over(layout):
+    """Issue 18, item 2: the best peer's haproxy just died; its keepalived is still BACKUP (its
+    check has not failed `fall` times yet). Handing over now would give it the VIP."""
+    clock = FakeClock()
+    cfg = make_cfg(peers=2)
+    obs = FakeObserver(cfg, clock, takeover_at=5.0, taker=SECOND, broken=frozenset({str(PEER)}))
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0 and f"handed over to {SECOND}" in out.summary
+    assert obs.resigned_to == [SECOND]
+    assert obs.resign_times[0] >= 4.0  # not before keepalived on vm1 has fenced it
+
+
+def test_a_taker_whose_haproxy_answers_again_is_handed_the_vip(layout):
+    clock = FakeClock()
+    cfg = make_cfg(peers=2)
+    obs = FakeObserver(cfg, clock, takeover_at=3.0, broken_until={str(PEER): 1.5})
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0 and obs.resigned_to == [PEER]
+    assert 1.5 <= obs.resign_times[0] < 4.0
+
+
+def test_without_a_health_check_an_unfit_taker_is_never_fenced(layout):
+    clock = FakeClock()
+    cfg = make_cfg(peers=2, healthcheck=None, no_peer_policy="fail")
+    obs = FakeObserver(cfg, clock, taker=SECOND, broken=frozenset({str(PEER)}))
+    with pytest.raises(RuntimeFailure, match=f"no fit peer within .*{PEER} would take over"):
+        run(cfg, layout, obs, clock)
+    assert obs.resigned == 0 and not read_hold(layout).active
+
+
+def test_a_holder_that_is_preempted_within_the_window_is_the_one_reported(layout):
+    """Issue 18, item 7: vm2 took the VIP first, vm1 preempted it a second later; the summary
+    named vm2. The confirmation window waits out a backup still racing."""
+    clock = FakeClock()
+    cfg = make_cfg(peers=2)
+    obs = FakeObserver(cfg, clock, takeover_at=0.5, taker=SECOND, moves_on=(1.5, PEER))
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0
+    assert f"handed over to {PEER}" in out.summary and str(SECOND) not in out.summary
+
+
+def test_the_confirmation_window_covers_a_racing_backup(layout):
+    """It lasts until 3 x advert_int + 0.5 s after the resign (a backup whose timer ran then has
+    fired by that time), and at least two adverts after the handoff."""
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, takeover_at=0.5)
+    out = run(cfg, layout, obs, clock)
+    assert out.handoff_seconds is not None and out.handoff_seconds < 1.0
+    assert clock.now >= 3.5 and "confirmed" in out.summary
+
+
+@pytest.mark.parametrize("args", [BOSH_CHANGED, parse_drain_args([])], ids=["bosh", "manual"])
+def test_undrain_while_waiting_cancels_the_drain(layout, args):
+    """Issue 18, item 8: the drain went on resigning and returned "proceeding without handoff"."""
+    clock = FakeClock()
+    cfg = make_cfg()
+    obs = FakeObserver(cfg, clock, takeover_at=None)
+    obs.events = [(1.0, lambda: set_hold(layout, remove=("maintenance", "drain")))]
+    with pytest.raises(DrainCancelled, match=r"drain cancelled: .* released \(vipdrain undrain\)"):
+        run(cfg, layout, obs, clock, args)
+    assert clock.now < 1.5 and obs.resigned == 1
+    assert not read_hold(layout).active
+
+
+def test_takeover_order_follows_the_priorities():
+    me = InstanceSpec(name="h", index=0, id="a", bootstrap=True, ip=SELF)
+    p1, p2 = Peer(PEER, index=1), Peer(SECOND, index=2)
+    assert takeover_order(me, [p2, p1], "preferred") == [p1, p2]
+    backup = InstanceSpec(name="h", index=2, id="c", bootstrap=False, ip=SECOND)
+    boot = Peer(SELF, index=0, bootstrap=True)
+    assert takeover_order(backup, [p1, boot], "sticky") == [boot, p1]
+    unknown = Peer(ipaddress.ip_address("192.0.2.9"))
+    assert takeover_order(me, [p1, unknown], "preferred")[0] == unknown  # may have any priority
+
+
+def test_choose_taker():
+    ok, bad = Candidate(PEER), Candidate(PEER, "no answer", 1.0)
+    assert choose_taker([ok], 4.0).taker == PEER
+    waiting = choose_taker([bad, Candidate(SECOND)], 4.0)
+    assert waiting.wait and waiting.taker is None and "within 3.0 s" in waiting.reason
+    fenced = choose_taker([replace(bad, failing_for=4.0), Candidate(SECOND)], 4.0)
+    assert fenced.taker == SECOND and "out of the election" in fenced.reason
+    assert choose_taker([bad, Candidate(SECOND)], None).wait
+    none = choose_taker([bad, Candidate(SECOND, "refused")], 4.0)
+    assert none.taker is None and not none.wait and "no peer's haproxy answers" in none.reason

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from frontends import answering
 from vipdrain import keepalived, netstate, probe
 from vipdrain.config import parse_config
 from vipdrain.errors import ConfigInvalid, RuntimeFailure
@@ -304,7 +305,15 @@ def test_no_pid_files_nothing_to_do(tmp_path):
 
 @pytest.fixture
 def listener() -> Iterator[str]:
-    """A local TCP listener standing in for haproxy's frontend; yields HOST:PORT."""
+    """A local haproxy frontend that answers (200); yields HOST:PORT."""
+    with answering(b"HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\nvm0\n") as where:
+        yield where
+
+
+@pytest.fixture
+def hung() -> Iterator[str]:
+    """A listener nobody serves: the kernel completes the handshake and queues the request, as for
+    a haproxy stopped with SIGSTOP; yields HOST:PORT."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield f"127.0.0.1:{server.getsockname()[1]}"
 
@@ -326,6 +335,40 @@ def own_pid_file(tmp_path) -> Path:
 def test_probe_passes_with_a_live_pid_and_an_open_port(own_pid_file, listener):
     assert probe.check(own_pid_file, listener) is None
     assert probe.main(["--pid-file", str(own_pid_file), "--tcp", listener]) == 0
+
+
+def test_probe_fails_when_the_frontend_accepts_but_never_answers(own_pid_file, hung, capsys):
+    """Issue 18, item 1: a stopped haproxy's kernel still completes the TCP handshake."""
+    started = time.monotonic()
+    assert probe.main(["--pid-file", str(own_pid_file), "--tcp", hung, "--timeout", "0.3"]) == 1
+    assert time.monotonic() - started < 2
+    err = capsys.readouterr().err
+    assert err.startswith("vipdrain.probe: ") and f"{hung} accepted the connection but did not answer" in err
+
+
+@pytest.mark.parametrize("reply", [b"\x15\x03\x01\x00\x02\x02\x46", None],
+                         ids=["tls-alert", "closed"])
+def test_probe_host_port_counts_any_answer(own_pid_file, reply):
+    """A TLS or TCP frontend does not speak HTTP, but a live haproxy still answers or closes."""
+    with answering(reply) as where:
+        assert probe.check(own_pid_file, where) is None
+
+
+@pytest.mark.parametrize(("reply", "problem"), [
+    (b"HTTP/1.0 200 OK\r\n\r\n", None),
+    (b"HTTP/1.1 404 Not Found\r\n\r\n", None),
+    (b"HTTP/1.0 503 Service Unavailable\r\n\r\n", "answered HTTP/1.0 503 Service Unavailable"),
+    (b"SSH-2.0-x\r\n", "did not answer with an HTTP status line"),
+    (None, "did not answer with an HTTP status line"),
+])
+def test_probe_http_form_needs_a_status_below_500(own_pid_file, reply, problem):
+    with answering(reply) as where:
+        found = probe.check(own_pid_file, f"http://{where}/health")
+    assert found == problem if problem is None else problem in found
+
+
+def test_probe_http_form_on_a_hung_frontend(own_pid_file, hung):
+    assert "did not answer within 0.2 s" in probe.check(own_pid_file, f"http://{hung}/health", 0.2)
 
 
 def test_probe_fails_on_a_closed_port(own_pid_file, closed_port, capsys):
@@ -369,6 +412,24 @@ def test_parse_endpoint(text, expected):
 def test_parse_endpoint_refuses(text):
     with pytest.raises(ValueError, match="HOST:PORT"):
         probe.parse_endpoint(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:80", probe.Endpoint("127.0.0.1", 80)),
+    ("http://127.0.0.1:8080/health", probe.Endpoint("127.0.0.1", 8080, "/health")),
+    ("http://[::1]:8080/", probe.Endpoint("::1", 8080, "/")),
+    ("http://localhost:80/a/b?c=d", probe.Endpoint("localhost", 80, "/a/b?c=d")),
+])
+def test_parse_probe(text, expected):
+    assert probe.parse_probe(text) == expected
+    assert str(expected) == text
+
+
+@pytest.mark.parametrize("text", ["http://127.0.0.1/health", "http://127.0.0.1:80", "http://h:80/a b",
+                                  "https://h:443/", "http://::1:80/"])
+def test_parse_probe_refuses(text):
+    with pytest.raises(ValueError, match=r"HOST:PORT"):
+        probe.parse_probe(text)
 
 
 def test_probe_runs_as_a_module_importing_only_the_standard_library(own_pid_file, listener):
