@@ -131,6 +131,16 @@ class HaproxySettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics for node_exporter's textfile collector (vipdrain.metrics)."""
+
+    #: Directory the collector reads `*.prom` files from; None: metrics off.
+    textfile_dir: str | None = None
+    #: Seconds between the notify reader's surveys of the VIPs' holders; 0: none.
+    survey_interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Everything vipdrain needs, validated."""
 
@@ -158,6 +168,7 @@ class JobConfig:
     extra_instance_options: tuple[str, ...] = ()
     drain: DrainSettings = field(default_factory=DrainSettings)
     haproxy: HaproxySettings = field(default_factory=HaproxySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def is_bootstrap(self) -> bool:
