@@ -115,3 +115,18 @@ def test_a_split_brain_sets_the_verdict_on_both_sides_and_clears_when_it_heals(l
         survey(vm)
         assert metric(vm, "vipdrain_vip_split_brain", **key) == 0, vm
         assert metric(vm, "vipdrain_vip_holders", **key) == 1, vm
+
+
+@pytest.mark.parametrize("lab", [{"nodes": 2}], indirect=True)
+def test_the_notify_reader_surveys_the_holders_itself(lab: Lab) -> None:
+    """`vipdrain.metrics.survey_interval`: nobody runs `vipdrain metrics`, yet the holders appear.
+    The backup's keepalived is restarted so that its notify reader starts with metrics on."""
+    enable_metrics(lab)
+    vm1 = lab.vms[1]
+    key = vip_labels(lab)
+    assert vm1.stop_keepalived()
+    vm1.start_keepalived()
+    assert wait_until(lambda: metric(vm1, "vipdrain_vip_holders", **key) == 1, budget=20, step=0.2)
+    assert metric(vm1, "vipdrain_vip_split_brain", **key) == 0
+    assert metric(vm1, "vipdrain_survey_timestamp_seconds") is not None
+    assert lab.holders(lab.vips[0]) == ["vm0"]
