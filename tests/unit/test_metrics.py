@@ -246,3 +246,37 @@ def test_metrics_are_off_by_default_and_blank_is_off(make_raw, parse) -> None:
     on = parse(make_raw({"vipdrain.metrics.textfile_dir": "/var/vcap/jobs/node_exporter/config",
                          "vipdrain.metrics.survey_interval": 0}))
     assert on.metrics == MetricsSettings("/var/vcap/jobs/node_exporter/config", 0.0)
+
+
+# --- the callers never depend on the metrics -------------------------------------------------------
+
+
+@pytest.fixture
+def no_prometheus_client(monkeypatch):
+    """prometheus_client cannot be imported (a package built without its wheel)."""
+    import sys
+
+    import vipdrain
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "vipdrain.metrics", raising=False)
+    monkeypatch.delattr(vipdrain, "metrics", raising=False)
+
+
+def test_the_notify_reader_records_transitions_without_prometheus_client(tmp_path, no_prometheus_client, capsys):
+    from vipdrain import cli
+    from vipdrain.notify import read_state
+
+    fifo = tmp_path / "notify.fifo"  # a file stands in for the FIFO: the reader reads lines to EOF
+    fifo.write_text('INSTANCE "vip_1" MASTER 200\n')
+    assert cli.main(["notify-fifo", "--root", str(tmp_path), str(fifo)]) == 0
+    assert read_state(Layout(root=tmp_path), "vip_1").state == "MASTER"
+    assert "metrics: cannot import them" in capsys.readouterr().err
+
+
+def test_a_drain_with_metrics_on_carries_on_without_prometheus_client(tmp_path, no_prometheus_client, caplog):
+    from vipdrain import cli
+
+    with caplog.at_level(logging.WARNING):
+        cli._drain_metrics(cfg_for(tmp_path), Layout(root=tmp_path), None)
+    assert "metrics: cannot import them" in caplog.text
