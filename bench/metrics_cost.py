@@ -1,7 +1,8 @@
 """What the metrics cost (issue 19): CPU per update of each writer, on a 2-VM lab (root).
 
-- notify reader, per VRRP transition: load the config, count the transition, rebuild and write
-  the textfile (`metrics.record_transition`), in this process on a lab VM's files;
+- the notify reader's metrics thread, per VRRP transition: count it, rebuild and write the
+  textfile (`metrics.record_transitions`, config cached), in this process on a lab VM's files;
+- the notify reader's own loop per FIFO line, with and without the metrics hook (it only queues);
 - notify reader, per periodic survey (`metrics.survey_now`: listen 1.5 x advert_int for adverts,
   ARP for each IPv4 VIP, write), in a thread inside the VM's namespace (CPU of that thread only);
 - `vipdrain metrics` as a process (interpreter start-up included), CPU of the child;
@@ -30,7 +31,8 @@ from typing import Any
 from vipdrain import metrics
 from vipdrain.config import load_config
 from vipdrain.lab.cluster import Lab
-from vipdrain.notify import Transition
+from vipdrain.layout import Layout
+from vipdrain.notify import Transition, follow_fifo
 
 OUT = Path(__file__).parent / "results" / "metrics_cost.json"
 
@@ -58,19 +60,34 @@ def measured(fn: Callable[[], object]) -> tuple[float, float]:
     return thread_cpu() - cpu, time.monotonic() - wall
 
 
+def reader_seconds_per_line(root: Path, name: str, hooked: bool, load: Callable[[], Any], lines: int = 200) -> float:
+    """Wall seconds per FIFO line of the notify reader's own loop (state file, log, holder file),
+    with the metrics writer's `put` as its hook or without a hook."""
+    layout = Layout(root=root)
+    writer = metrics.TransitionWriter(layout, load) if hooked else None
+    text = [f'INSTANCE "{name}" {"MASTER" if i % 2 else "BACKUP"} 150\n' for i in range(lines)]
+    started = time.perf_counter()
+    follow_fifo(layout, text, on_transition=writer.put if writer else None)
+    took = time.perf_counter() - started
+    if writer:
+        writer.close(timeout=30)
+    return took / lines
+
+
 def run(repeats: int, advert_int: float) -> dict[str, Any]:
     with Lab.up(nodes=2, advert_int=advert_int) as lab:
         vm = lab.vms[1]
         directory = vm.root / "textfile"
         directory.mkdir()
         vm.write_config({"vipdrain": {"metrics": {"textfile_dir": str(directory), "survey_interval": 0}}})
-        load = functools.partial(load_config, vm.layout.config_file, interface_of=lambda _ip: "eth0")
+        load = metrics.ConfigCache(vm.layout.config_file,
+                                   functools.partial(load_config, interface_of=lambda _ip: "eth0"))
         cfg = load()
         name = cfg.vips[0].name
 
-        transition = [measured(lambda: metrics.record_transition(vm.layout, Transition(name, "BACKUP", 150,
-                                                                                       time.time()), load))
-                      for _ in range(repeats)]
+        transition = [measured(lambda: metrics.record_transitions(
+            vm.layout, [Transition(name, "BACKUP", 150, time.time())], load)) for _ in range(repeats)]
+        reader = {hooked: reader_seconds_per_line(vm.root / "reader", name, hooked, load) for hooked in (False, True)}
 
         def survey_in_vm() -> tuple[float, float]:
             return measured(lambda: metrics.survey_now(cfg, vm.layout))
@@ -94,8 +111,10 @@ def run(repeats: int, advert_int: float) -> dict[str, Any]:
     return {
         "machine": {"python": platform.python_version(), "cpus": _cpus(), "kernel": platform.release()},
         "advert_int": advert_int,
-        "notify_reader_per_transition": {"cpu": stats_ms([c for c, _ in transition]),
-                                         "wall": stats_ms([w for _, w in transition])},
+        "metrics_writer_per_transition": {"cpu": stats_ms([c for c, _ in transition]),
+                                          "wall": stats_ms([w for _, w in transition])},
+        "notify_reader_per_line_us": {"without_metrics": round(reader[False] * 1e6, 1),
+                                      "with_metrics_queued": round(reader[True] * 1e6, 1)},
         "notify_reader_per_survey": {"cpu": stats_ms([c for c, _ in survey]), "wall": stats_ms([w for _, w in survey])},
         "vipdrain_metrics_process": {"cpu": stats_ms([c for c, _ in process]),
                                      "wall": stats_ms([w for _, w in process])},

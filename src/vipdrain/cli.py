@@ -255,7 +255,6 @@ def _cmd_undrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_notify_fifo(args: argparse.Namespace) -> int:
-    import functools
     import threading
 
     from vipdrain.config import load_config
@@ -263,15 +262,18 @@ def _cmd_notify_fifo(args: argparse.Namespace) -> int:
 
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
-    # Metrics ride along, best effort: the transitions are recorded whatever happens to them.
-    hook = None
+    # Metrics ride along in threads of their own, best effort: the transitions are recorded
+    # whatever happens to them, and without waiting for them.
+    writer = None
     stop = threading.Event()
     if (metrics := _metrics_module()) is not None:
-        load = functools.partial(load_config, _config_path(args))
+        load = metrics.ConfigCache(_config_path(args), load_config)
         metrics.start_survey_loop(layout, load, stop)
+        writer = metrics.TransitionWriter(layout, load)
 
-        def hook(t: Transition) -> None:
-            metrics.best_effort("recording a transition", lambda: metrics.record_transition(layout, t, load))
+    def hook(t: Transition) -> None:
+        if writer is not None:
+            writer.put(t)
 
     # keepalived keeps the FIFO open for writing while it runs: EOF means it stopped.
     try:
@@ -279,6 +281,8 @@ def _cmd_notify_fifo(args: argparse.Namespace) -> int:
             follow_fifo(layout, fifo, on_transition=hook)
     finally:
         stop.set()
+        if writer is not None:
+            writer.close()
     return EXIT_OK
 
 

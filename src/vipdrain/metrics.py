@@ -4,7 +4,8 @@ Three writers, each updating its own source and then rewriting the whole textfil
 (`refresh`), so none of them needs the others to run:
 
 - keepalived's notify reader (vipdrain.notify, one per VM, long-running) counts each VRRP
-  transition and refreshes: state, priority and last transition time per VIP follow at once;
+  transition and refreshes (`TransitionWriter`, in a thread of its own): state, priority and last
+  transition time per VIP follow within milliseconds;
 - the drain records its outcome and handoff time (`record_drain`);
 - a survey of who holds each VIP (`vipdrain metrics`, or the notify reader every
   `vipdrain.metrics.survey_interval` s) records holders and verdicts (`record_survey`).
@@ -21,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -326,14 +328,83 @@ def record_drain(cfg: JobConfig, layout: Layout, outcome: DrainOutcome | None) -
     refresh(cfg, layout)
 
 
-def record_transition(layout: Layout, transition: Transition, load: Callable[[], JobConfig]) -> None:
-    """The notify reader's hook: count the transition and refresh. The config is loaded per
-    transition (`load`), so a new one (a deploy) applies without restarting the reader."""
+def record_transitions(layout: Layout, transitions: list[Transition], load: Callable[[], JobConfig]) -> None:
+    """Count transitions the notify reader recorded and refresh the textfile once for them all."""
     cfg = load()
     if textfile_path(cfg) is None:
         return
-    _update_counters(layout, lambda c: c.with_transition(transition.instance, transition.state))
+
+    def count(c: Counters) -> Counters:
+        for t in transitions:
+            c = c.with_transition(t.instance, t.state)
+        return c
+
+    _update_counters(layout, count)
     refresh(cfg, layout)
+
+
+class ConfigCache:
+    """The job's config, parsed again only when its file changed (a stat per call), so that a
+    new config (a deploy) applies without restarting the notify reader."""
+
+    def __init__(self, path: Path, load: Callable[[Path], JobConfig]) -> None:
+        self.path = path
+        self._load = load
+        self._lock = threading.Lock()
+        self._key: tuple[int, int, int] | None = None
+        self._cfg: JobConfig | None = None
+
+    def __call__(self) -> JobConfig:
+        with self._lock:
+            st = self.path.stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._cfg is None or key != self._key:
+                self._cfg, self._key = self._load(self.path), key
+            return self._cfg
+
+
+class TransitionWriter:
+    """The notify reader's metrics, off its own thread: `put` only queues the transition (the
+    reader goes on to the next line at once: the drain waits on the state files it writes), a
+    daemon thread counts each batch (transitions less than QUIET s apart, for at most MAX_DELAY s)
+    and refreshes the textfile once for it."""
+
+    #: Seconds without a new transition that end a batch, and the longest a batch waits.
+    QUIET = 0.05
+    MAX_DELAY = 1.0
+
+    def __init__(self, layout: Layout, load: Callable[[], JobConfig]) -> None:
+        self.layout = layout
+        self.load = load
+        self._queue: queue.SimpleQueue[Transition | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="vipdrain-metrics-transitions", daemon=True)
+        self._thread.start()
+
+    def put(self, transition: Transition) -> None:
+        self._queue.put(transition)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (keepalived stopped: its last transitions), for up to `timeout` s."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            # A burst (every VIP moving at once) is written once, after it: writing during it
+            # would compete with the reader for the disk and the interpreter.
+            until = time.monotonic() + self.MAX_DELAY
+            while batch[-1] is not None and (left := until - time.monotonic()) > 0:
+                try:
+                    batch.append(self._queue.get(timeout=min(self.QUIET, left)))
+                except queue.Empty:
+                    break
+            transitions = [t for t in batch if t is not None]
+            if transitions:
+                best_effort("recording transitions",
+                            functools.partial(record_transitions, self.layout, transitions, self.load))
+            if None in batch:
+                return
 
 
 def record_survey(cfg: JobConfig, layout: Layout, survey: Survey, now: float | None = None) -> Path | None:
@@ -356,8 +427,8 @@ def survey_now(cfg: JobConfig, layout: Layout) -> Path | None:
 
 def start_survey_loop(layout: Layout, load: Callable[[], JobConfig], stop: threading.Event) -> threading.Thread:
     """The notify reader's periodic survey, in a daemon thread: every `survey_interval` s while
-    metrics are on (the config is read again each time). A failing survey is logged and retried
-    next time; the thread never touches the reader's own work."""
+    metrics are on (`load` is asked each time: a ConfigCache). A failing survey is logged and
+    retried next time; the thread never touches the reader's own work."""
 
     def loop() -> None:
         interval = 60.0

@@ -173,12 +173,15 @@ def test_transitions_from_the_fifo_update_the_textfile(tmp_path: Path) -> None:
     layout, cfg = Layout(root=tmp_path / "vm"), cfg_for(out)
     seen = []
 
+    writer = metrics.TransitionWriter(layout, lambda: cfg)
+
     def hook(t) -> None:
         seen.append(t.instance)
-        metrics.record_transition(layout, t, lambda: cfg)
+        writer.put(t)
 
     follow_fifo(layout, ['INSTANCE "vip_1" BACKUP 200\n', 'GROUP "g" MASTER 0\n', 'INSTANCE "vip_1" MASTER 200\n'],
                 on_transition=hook)
+    writer.close()
     assert seen == ["vip_1", "vip_1"]  # a sync group's line is no VIP's transition
     found = read_textfile(out)
     key = {"vip": "vip_1", "address": "192.0.2.100"}
@@ -280,3 +283,20 @@ def test_a_drain_with_metrics_on_carries_on_without_prometheus_client(tmp_path, 
     with caplog.at_level(logging.WARNING):
         cli._drain_metrics(cfg_for(tmp_path), Layout(root=tmp_path), None)
     assert "metrics: cannot import them" in caplog.text
+
+
+def test_the_config_is_parsed_again_only_when_its_file_changed(tmp_path: Path) -> None:
+    path = tmp_path / "vipdrain.yml"
+    path.write_text("a")
+    parsed = []
+
+    def load(p: Path) -> JobConfig:
+        parsed.append(p.read_text())
+        return cfg_for(None)
+
+    cache = metrics.ConfigCache(path, load)
+    cache()
+    cache()
+    path.write_text("bb")
+    cache()
+    assert parsed == ["a", "bb"]
