@@ -258,7 +258,7 @@ def _cmd_notify_fifo(args: argparse.Namespace) -> int:
     import threading
 
     from vipdrain.config import load_config
-    from vipdrain.notify import Transition, follow_fifo
+    from vipdrain.notify import follow_fifo
 
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
@@ -271,14 +271,10 @@ def _cmd_notify_fifo(args: argparse.Namespace) -> int:
         metrics.start_survey_loop(layout, load, stop)
         writer = metrics.TransitionWriter(layout, load)
 
-    def hook(t: Transition) -> None:
-        if writer is not None:
-            writer.put(t)
-
     # keepalived keeps the FIFO open for writing while it runs: EOF means it stopped.
     try:
         with open(args.fifo) as fifo:
-            follow_fifo(layout, fifo, on_transition=hook)
+            follow_fifo(layout, fifo, on_transition=writer.put if writer is not None else None)
     finally:
         stop.set()
         if writer is not None:

@@ -5,7 +5,7 @@ Three writers, each updating its own source and then rewriting the whole textfil
 
 - keepalived's notify reader (vipdrain.notify, one per VM, long-running) counts each VRRP
   transition and refreshes (`TransitionWriter`, in a thread of its own): state, priority and last
-  transition time per VIP follow within milliseconds;
+  transition time per VIP follow within a second (a burst is written once, after it);
 - the drain records its outcome and handoff time (`record_drain`);
 - a survey of who holds each VIP (`vipdrain metrics`, or the notify reader every
   `vipdrain.metrics.survey_interval` s) records holders and verdicts (`record_survey`).
