@@ -146,8 +146,13 @@ def _cmd_drain(args: argparse.Namespace) -> int:
         cfg = _drain_config(args, layout, dargs.manual)
         if cfg is not None:
             progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
-            with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
-                outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
+            try:
+                with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
+                    outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
+            except VipdrainError:
+                _drain_metrics(cfg, layout, None)
+                raise
+            _drain_metrics(cfg, layout, outcome)
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)
@@ -199,6 +204,43 @@ def _drain_config(args: argparse.Namespace, layout: Layout, manual: bool):  # ->
         log.warning("drain: the job's config cannot be loaded (%s); handing over with the config of the last "
                     "successful pre-start (%s), which keepalived runs with", problems, layout.last_good_config)
         return cfg
+
+
+def _metrics_module():  # -> the vipdrain.metrics module, or None
+    """vipdrain.metrics, or None (with a warning) when prometheus_client cannot be imported: the
+    drain and the notify reader never depend on their metrics."""
+    import logging
+
+    try:
+        from vipdrain import metrics
+    except ImportError as exc:
+        logging.getLogger("vipdrain").warning("metrics: cannot import them (%s); carrying on without", exc)
+        return None
+    return metrics
+
+
+def _drain_metrics(cfg, layout: Layout, outcome) -> None:  # cfg: JobConfig, outcome: DrainOutcome | None
+    """Count the drain in the metrics (vipdrain.metrics.textfile_dir); never fails the drain."""
+    if cfg.metrics.textfile_dir is None or (metrics := _metrics_module()) is None:
+        return
+    metrics.best_effort("recording the drain", lambda: metrics.record_drain(cfg, layout, outcome))
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    """One survey of the holders, kept for the metrics, and the metrics written (or printed)."""
+    from prometheus_client import generate_latest
+
+    from vipdrain import metrics
+
+    layout = _layout(args)
+    _setup_logging(layout, args.verbose)
+    cfg = _load(args)
+    path = metrics.survey_now(cfg, layout)
+    if path is None:
+        sys.stdout.write(generate_latest(metrics.build_registry(metrics.snapshot(cfg, layout))).decode())
+    else:
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_post_deploy(args: argparse.Namespace) -> int:
@@ -260,11 +302,30 @@ def _cmd_undrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_notify_fifo(args: argparse.Namespace) -> int:
+    import threading
+
+    from vipdrain.config import load_config
     from vipdrain.notify import follow_fifo
 
+    layout = _layout(args)
+    _setup_logging(layout, args.verbose)
+    # Metrics ride along in threads of their own, best effort: the transitions are recorded
+    # whatever happens to them, and without waiting for them.
+    writer = None
+    stop = threading.Event()
+    if (metrics := _metrics_module()) is not None:
+        load = metrics.ConfigCache(_config_path(args), load_config)
+        metrics.start_survey_loop(layout, load, stop)
+        writer = metrics.TransitionWriter(layout, load)
+
     # keepalived keeps the FIFO open for writing while it runs: EOF means it stopped.
-    with open(args.fifo) as fifo:
-        follow_fifo(_layout(args), fifo)
+    try:
+        with open(args.fifo) as fifo:
+            follow_fifo(layout, fifo, on_transition=writer.put if writer is not None else None)
+    finally:
+        stop.set()
+        if writer is not None:
+            writer.close()
     return EXIT_OK
 
 
@@ -325,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.add_argument("fifo", help="the FIFO keepalived writes transitions to (it passes the path)")
     p.set_defaults(handler=_cmd_notify_fifo)
+
+    p = sub.add_parser("metrics", help="survey the VIPs' holders once and write the Prometheus metrics "
+                       "(to vipdrain.metrics.textfile_dir; unset: to stdout)")
+    _add_config_options(p)
+    p.set_defaults(handler=_cmd_metrics)
 
     for register in _registrars():
         register(sub, _add_config_options)

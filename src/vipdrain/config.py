@@ -35,6 +35,7 @@ from vipdrain.model import (
     InstanceSpec,
     IPAddress,
     JobConfig,
+    MetricsSettings,
     NotificationEmail,
     NotifyHooks,
     Peer,
@@ -595,7 +596,7 @@ def _build(
     extra_instance = _extra_lines(props, "keepalived.extra.vrrp_instance", MANAGED_INSTANCE, "vrrp_instance")
     if dont_track_primary and "dont_track_primary" not in extra_instance:
         extra_instance += ("dont_track_primary",)
-    drain, haproxy = _drain(props), _haproxy(props)
+    drain, haproxy, metrics = _drain(props), _haproxy(props), _metrics(props)
     if spec is None or not vips or report.problems:
         return None
     return JobConfig(
@@ -621,6 +622,7 @@ def _build(
         drain=drain,
         haproxy=haproxy,
         warnings=tuple(warnings),
+        metrics=metrics,
     )
 
 
@@ -1019,3 +1021,18 @@ def _haproxy(props: _Props) -> HaproxySettings:
     grace_name = f"{prefix}.drain_grace_time"
     grace = props.get(grace_name)  # type and range checked against the schema; unset: None
     return HaproxySettings(pid_file=pid_file, probe=probe, drain_grace_time=grace)
+
+
+def _metrics(props: _Props) -> MetricsSettings:
+    prefix = "vipdrain.metrics"
+    name = f"{prefix}.textfile_dir"
+    directory = props.get(name) or None
+    if directory is not None and not ABSOLUTE_PATH.fullmatch(directory):
+        props.reject(name, directory, "must be an absolute path of A-Z a-z 0-9 and _ . + @ % = , : ~ / -")
+        directory = None
+    name = f"{prefix}.survey_interval"
+    interval = props.get(name)
+    if interval != 0 and not 10 <= interval <= 3600:
+        props.reject(name, interval, "must be 0 (no periodic survey) or 10..3600 (seconds)")
+        interval = 0
+    return MetricsSettings(textfile_dir=directory, survey_interval=float(interval))

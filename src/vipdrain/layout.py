@@ -129,6 +129,21 @@ class Layout:
         return self.log_dir / "transitions.log"
 
     @property
+    def metrics_counters_file(self) -> Path:
+        """Counters of vipdrain's metrics (drains, handoff times, transitions): JSON on the data
+        disk, so they survive process exits and reboots like a counter should."""
+        return self.data_dir / "metrics-counters.json"
+
+    @property
+    def metrics_survey_file(self) -> Path:
+        """The last survey of the VIPs' holders that the metrics show (JSON)."""
+        return self.run_dir / "metrics-survey.json"
+
+    @property
+    def metrics_lock(self) -> Path:
+        return self.run_dir / "metrics.lock"
+
+    @property
     def drain_lock(self) -> Path:
         return self.run_dir / "drain.lock"
 

@@ -132,6 +132,16 @@ class HaproxySettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics for node_exporter's textfile collector (vipdrain.metrics)."""
+
+    #: Directory the collector reads `*.prom` files from; None: metrics off.
+    textfile_dir: str | None = None
+    #: Seconds between the notify reader's surveys of the VIPs' holders; 0: none.
+    survey_interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Everything vipdrain needs, validated."""
 
@@ -162,6 +172,7 @@ class JobConfig:
     #: Sentences for the operator about accepted but outdated settings (haproxy-boshrelease's
     #: property names); `vipdrain check` and pre-start print each once.
     warnings: tuple[str, ...] = ()
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def is_bootstrap(self) -> bool:

@@ -11,7 +11,7 @@ import functools
 import json
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,12 +106,18 @@ def parse_fifo_line(line: str) -> tuple[str, str, str, str] | None:
     return kind, name, state, rest[0] if rest else "-1"
 
 
-def follow_fifo(layout: Layout, lines: Iterable[str]) -> int:
-    """Record every transition read from keepalived's FIFO; returns how many were recorded."""
+def follow_fifo(layout: Layout, lines: Iterable[str],
+                on_transition: Callable[[Transition], None] | None = None) -> int:
+    """Record every transition read from keepalived's FIFO; returns how many were recorded.
+
+    `on_transition` sees each VRRP instance's transition once its files are written (the
+    metrics); it must not raise (vipdrain.metrics.best_effort)."""
     count = 0
     for line in lines:
         parsed = parse_fifo_line(line)
         if parsed is not None:
-            record_transition(layout, *parsed)
+            t = record_transition(layout, *parsed)
             count += 1
+            if on_transition is not None and parsed[0].upper() == "INSTANCE":
+                on_transition(t)
     return count

@@ -454,6 +454,24 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         limits=(0, 86400),
         unit=SECONDS,
     ),
+    # --- metrics --------------------------------------------------------------------------
+    _P(
+        "vipdrain.metrics.textfile_dir",
+        "Directory of a node_exporter textfile collector: vipdrain writes its Prometheus metrics "
+        "there as vipdrain.prom (atomically) on every VRRP transition, after every drain and every "
+        "vipdrain.metrics.survey_interval seconds. The directory must exist (vipdrain never creates "
+        "it). Unset: no metrics. With the node_exporter job of node-exporter-boshrelease on the same "
+        "VM: /var/vcap/jobs/node_exporter/config (see docs/BOSH.md).",
+        example="/var/vcap/jobs/node_exporter/config",
+    ),
+    _P(
+        "vipdrain.metrics.survey_interval",
+        "Seconds (0 or 10..3600) between surveys of who holds each VIP (the holders, split-brain and "
+        "unowned metrics), run by keepalived's notify reader while metrics are on; each survey "
+        "listens 1.5 x advert_int. 0: no periodic survey (run `vipdrain metrics` yourself).",
+        default=60,
+        type="number",
+    ),
 )
 
 #: Name -> definition.

@@ -155,3 +155,23 @@ def test_example_manifest_settings_that_matter() -> None:
     assert manifest["update"]["canaries"] == 1
     assert {j["name"] for j in group["jobs"]} == {"haproxy", "keepalived"}
     assert {r["name"] for r in manifest["releases"]} >= {"haproxy", "vipdrain"}
+
+
+def test_metrics_ops_file_points_vipdrain_at_node_exporters_textfile_directory(tmp_path: Path) -> None:
+    """node-exporter-boshrelease's ctl script passes `--collector.textfile.directory=
+    /var/vcap/jobs/node_exporter/config` (jobs/node_exporter/templates/bin/node_exporter_ctl.erb)."""
+    ops = yaml.safe_load(OPS_FILE.read_text())
+    ops += yaml.safe_load((OPS_FILE.parent / "add-vipdrain-metrics.yml").read_text())
+    result = _apply(HAPROXY_MANIFEST, ops, _variables())
+    assert [j["name"] for j in result["instance_groups"][0]["jobs"]] == ["haproxy", "keepalived", "node_exporter"]
+    assert {"name": "node-exporter", "version": "latest"} in result["releases"]
+    properties = _keepalived_job(result)["properties"]
+    properties["keepalived"]["interface"] = "eth0"
+    text = render(properties, BOOTSTRAP_SPEC, link_instances("192.0.2.10", "192.0.2.11"))[boshjob.CONFIG_DESTINATION]
+    path = tmp_path / "vipdrain.yml"
+    path.write_text(text)
+    from vipdrain.config import load_config
+
+    cfg = load_config(path, interface_of=lambda _ip: "eth0")
+    assert cfg.metrics.textfile_dir == "/var/vcap/jobs/node_exporter/config"
+    assert cfg.metrics.survey_interval == 60

@@ -285,7 +285,8 @@ def test_lab_commands_say_the_lab_is_not_in_the_package(compiled_vipdrain) -> No
 def test_job_scripts_import_only_from_the_packages(compiled_vipdrain) -> None:
     """A job script's view: both runtime.env files (python's expands an unset $PYTHONPATH)."""
     agent, python = compiled_vipdrain
-    probe = "import vipdrain, yaml, tenacity; print(vipdrain.__file__, yaml.__file__, tenacity.__file__)"
+    probe = ("import vipdrain, yaml, tenacity, prometheus_client; "
+             "print(vipdrain.__file__, yaml.__file__, tenacity.__file__, prometheus_client.__file__)")
     done = subprocess.run(
         ["env", "-i", f"PATH={AGENT_PATH}", "bash", "-c",
          f'source "{python.home}/bosh/runtime.env"; source "{agent.install_target("vipdrain")}/bosh/runtime.env"; '

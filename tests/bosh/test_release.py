@@ -70,6 +70,7 @@ def test_release_builds_with_what_the_fetch_step_places(tmp_path: Path, fetched:
     wheels = [p for p in index if p.startswith("vipdrain-deps/")]
     assert any(w.startswith("vipdrain-deps/pyyaml-") and "cp312" in w and "manylinux" in w for w in wheels)
     assert any(w.startswith("vipdrain-deps/tenacity-") for w in wheels)
+    assert any(w.startswith("vipdrain-deps/prometheus_client-") for w in wheels)
     assert not any("requests" in w for w in wheels), "requests is no dependency any more"
 
 
