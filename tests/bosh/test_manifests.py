@@ -95,17 +95,18 @@ def test_ops_file_adds_the_job_next_to_haproxy(with_old_job: bool) -> None:
             {"name": "keepalived", "release": "haproxy", "properties": {"keepalived": {"vip": "192.0.2.99"}}}
         )
     ops = yaml.safe_load(OPS_FILE.read_text())
-    result = _apply(base, ops, {"vip": "192.0.2.100", "vrid": 51})
+    result = _apply(base, ops, {"vip": "192.0.2.100", "vrid": 1})
     job = _keepalived_job(result)
     assert job["release"] == "vipdrain"
-    assert job["properties"]["keepalived"] == {"vip": "192.0.2.100", "virtual_router_id": 51}
+    # The migration settings features/migration tests: haproxy-boshrelease's VRID and VRRPv2.
+    assert job["properties"]["keepalived"] == {"vip": "192.0.2.100", "virtual_router_id": 1, "vrrp_version": 2}
     assert {"name": "vipdrain", "version": "latest"} in result["releases"]
     assert result["update"]["max_in_flight"] == 1
     assert [j["name"] for j in result["instance_groups"][0]["jobs"]] == ["haproxy", "keepalived"]
 
 
 def test_ops_file_result_renders_and_loads(tmp_path: Path) -> None:
-    result = _apply(HAPROXY_MANIFEST, yaml.safe_load(OPS_FILE.read_text()), {"vip": "192.0.2.100", "vrid": 51})
+    result = _apply(HAPROXY_MANIFEST, yaml.safe_load(OPS_FILE.read_text()), {"vip": "192.0.2.100", "vrid": 1})
     properties = _keepalived_job(result)["properties"]
     properties["keepalived"]["interface"] = "eth0"  # `auto` needs the VM's interfaces
     text = render(properties, BOOTSTRAP_SPEC, link_instances("192.0.2.10", "192.0.2.11"))[boshjob.CONFIG_DESTINATION]
@@ -115,7 +116,7 @@ def test_ops_file_result_renders_and_loads(tmp_path: Path) -> None:
 
     cfg = load_config(path, interface_of=lambda _ip: "eth0")
     assert [str(v.address) for v in cfg.vips] == ["192.0.2.100"]
-    assert cfg.vips[0].virtual_router_id == 51
+    assert (cfg.vips[0].virtual_router_id, cfg.vrrp_version) == (1, 2)
     assert [str(p.address) for p in cfg.peers] == ["192.0.2.11"]
 
 
