@@ -307,12 +307,29 @@ class VM:
         self.post_start()
 
     def reboot(self, timeout: float = 10.0) -> None:
-        """A VM reboot: no lifecycle hook runs. Processes get SIGTERM (SIGKILL after `timeout`),
-        interface state and the `sys/run` tmpfs are lost, then monit starts the jobs again."""
+        """A VM reboot: `shutdown`, then `boot`. No lifecycle hook runs."""
+        self.shutdown(timeout)
+        self.boot()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """The first half of a reboot: processes get SIGTERM (SIGKILL after `timeout`), by pid;
+        addresses other than the VM's own and all of `sys/run` are gone.
+
+        `sys/run` is a tmpfs the BOSH agent mounts empty at every boot (cloudfoundry/bosh-agent
+        e94765a, platform/linux_platform.go `setupRunDir` -> `MountTmpfs`): nothing in it
+        survives, not even the job's directory, which keepalived's start script creates again.
+        """
         stop_all([p for role, p in self.procs.items() if role in ("keepalived", "haproxy", "backend")],
                  timeout=timeout)
         self._reset_addresses()
-        self._clear_run_dirs()
+        run = self.root / "sys" / "run"
+        for child in run.iterdir() if run.is_dir() else []:
+            shutil.rmtree(child, ignore_errors=True)
+        self.lab.save()
+
+    def boot(self) -> None:
+        """The second half of a reboot: the app server, then what monit starts (no pre-start,
+        no post-start: nothing of the BOSH lifecycle runs after a reboot)."""
         self.start_backend()
         self.monit_start()
 
