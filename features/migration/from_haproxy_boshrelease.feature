@@ -41,9 +41,10 @@ Feature: Migrating from haproxy-boshrelease's keepalived job without a split bra
     And a running group of <count> VMs on haproxy-boshrelease's keepalived job
     And a load client sends 200 requests a second to each VIP
     When bosh deploys a new release to every VM with canaries 1 and max_in_flight 1
-    Then the deploy stops at vm0's pre-start saying "vrid 1, VRRPv2 from 192.0.2.11, while this job runs vrid <vrid>, VRRPv<version>"
+    Then the deploy stops at vm0's pre-start saying "refusing to start keepalived"
+    And it names the old group as vrid 1, VRRPv2 from a peer, and its own as vrid <vrid>, VRRPv<version>
     And vm0's keepalived is not running
-    And the VIP ends on vm1
+    And one VM still on the old job holds the VIP
     And <others> were not touched
     And requests failed only in vm0's break, when its old keepalived stopped
 
@@ -61,7 +62,8 @@ Feature: Migrating from haproxy-boshrelease's keepalived job without a split bra
       keepalived:
         vrrp_version: 3
       """
-    Then the deploy stops at vm0's pre-start saying "vrid 1, VRRPv2 from 192.0.2.11, while this job runs vrid 1, VRRPv3"
+    Then the deploy stops at vm0's pre-start saying "refusing to start keepalived"
+    And it names the old group as vrid 1, VRRPv2 from a peer, and its own as vrid 1, VRRPv3
     And vm0's keepalived is not running
     And the VIP ends on vm1
     And no request failed

@@ -98,7 +98,7 @@ def _cmd_pre_start(args: argparse.Namespace) -> int:
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
     # Before anything changes on this VM: another VRRP group announcing our VIP means split brain.
-    refuse_foreign_groups(cfg)
+    refuse_foreign_groups(cfg, layout)
     for warning in pre_start(cfg, layout, render_keepalived_conf(cfg, layout)):
         logging.getLogger("vipdrain").warning(warning)
     logging.getLogger("vipdrain").info("pre-start: %s ready; joining held until post-start", layout.keepalived_conf)
@@ -174,9 +174,10 @@ def _cmd_post_deploy(args: argparse.Namespace) -> int:
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
     budget = args.timeout if args.timeout is not None else 3 * (3 * cfg.advert_int + 1) + 5
-    with LiveObserver(cfg, layout) as observer, ForeignWatch(cfg) as foreign:
+    foreign = ForeignWatch(cfg)
+    with foreign.watching(LiveObserver(cfg, layout)) as observer:
         report = post_deploy(cfg, layout, observer, budget)
-        rogues = [f.sentence() for f in foreign.collect(0)]
+    rogues = [f.sentence() for f in foreign.found()]
     print(format_survey(cfg, report.survey))
     for w in report.warnings:
         print(f"  ! {w}")
@@ -194,9 +195,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     layout = _layout(args)
     cfg = _load(args)
-    with LiveObserver(cfg, layout) as observer, ForeignWatch(cfg) as foreign:
+    foreign = ForeignWatch(cfg)
+    with foreign.watching(LiveObserver(cfg, layout)) as observer:
         survey = take_survey(cfg, layout, observer, listen=args.listen or 1.5 * cfg.advert_int + 0.2)
-        rogues = [f.sentence() for f in foreign.collect(0)]
+    rogues = [f.sentence() for f in foreign.found()]
     if args.json:
         print(json.dumps({**survey_dict(cfg, survey), "foreign_groups": rogues}, indent=2, default=str))
     else:

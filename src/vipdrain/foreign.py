@@ -12,17 +12,15 @@ listening is a thin edge (`ForeignWatch`).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import select
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
 
 from vipdrain import vrrp
 from vipdrain.errors import RuntimeFailure
+from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
+from vipdrain.observe import LiveObserver
 
 log = logging.getLogger("vipdrain.foreign")
 
@@ -86,62 +84,39 @@ def listen_seconds(cfg: JobConfig) -> float:
 
 
 class ForeignWatch:
-    """Listens on the VIPs' interfaces and keeps what every advert said; a context manager.
+    """Keeps what every advert a `LiveObserver` recorded said (append `record` to its `taps`)."""
 
-    Packets queue in the sockets from the moment it is entered, so `collect(0)` after some other
-    listening (a survey) still sees everything that crossed the wire meanwhile.
-    """
-
-    def __init__(self, cfg: JobConfig,
-                 listener: Callable[[str], vrrp.AdvertListener] = vrrp.AdvertListener) -> None:
+    def __init__(self, cfg: JobConfig) -> None:
         self.cfg = cfg
-        self._listener = listener
-        self._listeners: list[vrrp.AdvertListener] = []
         self.heard: list[Heard] = []
 
-    def __enter__(self) -> ForeignWatch:
-        try:
-            for interface in sorted({v.interface for v in self.cfg.vips}):
-                self._listeners.append(self._listener(interface))
-        except BaseException:
-            self.close()
-            raise
-        return self
+    def record(self, packet: vrrp.Packet) -> None:
+        a = packet.advert
+        if a.src is not None and not packet.outgoing:
+            self.heard.append(Heard(a.vrid, a.version, a.src, a.addresses))
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for listener in self._listeners:
-            listener.close()
-        self._listeners.clear()
-
-    def collect(self, seconds: float) -> list[ForeignGroup]:
-        """Read adverts for `seconds` (0: only what is queued); returns every foreign group so far."""
-        deadline = time.monotonic() + seconds
-        while True:
-            for listener in self._listeners:
-                while (packet := listener.next(0)) is not None:
-                    a = packet.advert
-                    if a.src is not None and not packet.outgoing:
-                        self.heard.append(Heard(a.vrid, a.version, ipaddress.ip_address(a.src), a.addresses))
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._listeners:
-                break
-            select.select(self._listeners, [], [], left)
+    def found(self) -> list[ForeignGroup]:
+        """Every foreign group heard so far."""
         return foreign_groups(self.cfg, self.heard)
 
+    def watching(self, observer: LiveObserver) -> LiveObserver:
+        """`observer`, now also feeding this watch."""
+        observer.taps.append(self.record)
+        return observer
 
-def refuse_foreign_groups(cfg: JobConfig, seconds: float | None = None,
-                          listener: Callable[[str], vrrp.AdvertListener] = vrrp.AdvertListener) -> None:
+
+def refuse_foreign_groups(cfg: JobConfig, layout: Layout, seconds: float | None = None,
+                          observer: Callable[[JobConfig, Layout], LiveObserver] = LiveObserver) -> None:
     """Pre-start: listen, and raise (fail the deploy before keepalived starts) when another VRRP
     group announces one of our VIPs. A VM that cannot listen says so and goes on: the check is a
     guard, and failing every deploy where packet sockets are refused would be worse."""
+    watch = ForeignWatch(cfg)
     try:
-        with ForeignWatch(cfg, listener) as watch:
-            found = watch.collect(listen_seconds(cfg) if seconds is None else seconds)
+        with watch.watching(observer(cfg, layout)) as live:
+            live.collect(listen_seconds(cfg) if seconds is None else seconds)
     except OSError as exc:
         log.warning("cannot listen for other VRRP groups announcing our VIPs (%s): not checked", exc)
         return
+    found = watch.found()
     if found:
         raise RuntimeFailure("pre-start: refusing to start keepalived: " + "; ".join(f.sentence() for f in found))

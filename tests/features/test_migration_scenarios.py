@@ -3,6 +3,7 @@ brain; settings of another VRRP group stop the deploy at the canary's pre-start.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rollout_support import BoshRun, Story, Traffic, status_json
 
 from vipdrain.lab.cluster import Lab, deep_merge
 from vipdrain.lab.oldjob import OLD_JOB
+from vipdrain.lab.wait import until
 
 scenarios("migration")
 
@@ -19,6 +21,7 @@ OPS_FILE = Path(__file__).resolve().parents[2] / "manifests" / "operations" / "a
 #: A request sent up to this long before the stop can still fail because of it (the client's
 #: total timeout), and the first answers after a takeover can lag it by the ARP update.
 BREAK_SLACK = 1.5
+END_DEADLINE = 20.0
 
 
 @given(parsers.parse("the keepalived properties of manifests/operations/add-vipdrain.yml with vrid {vrid:d}"),
@@ -88,6 +91,29 @@ def no_long_split_brain(lab: Lab, traffic: Traffic, seconds: float) -> None:
     for vip in lab.vips:
         long = [i for i in traffic.observer.split_brain(vip) if i.duration > seconds]
         assert not long, f"{vip} had two holders for more than {seconds:g} s: {long}"
+
+
+@then(parsers.parse("it names the old group as vrid {vrid:d}, VRRPv{version:d} from a peer, "
+                    "and its own as vrid {own_vrid:d}, VRRPv{own_version:d}"))
+def names_both_groups(lab: Lab, deploy: BoshRun, vrid: int, version: int, own_vrid: int, own_version: int) -> None:
+    """One sentence with both groups: the one heard (VRID, version, the address of the peer that
+    was master then - with equal priorities either backup may have won) and this job's."""
+    assert deploy.error is not None, "the deploy completed"
+    detail = deploy.error.step.detail
+    said = re.search(rf"vrid {vrid}, VRRPv{version} from (\S+), while this job runs vrid {own_vrid}, "
+                     rf"VRRPv{own_version} for it;", detail)
+    peers = {vm.ip for vm in lab.vms if vm.name != deploy.error.step.vm}
+    assert said and said.group(1) in peers, f"the failure does not name both groups (source one of {peers}): {detail}"
+    assert detail.count(". ") == 0, f"more than one sentence: {detail}"
+
+
+@then("one VM still on the old job holds the VIP")
+def old_vm_holds(lab: Lab) -> None:
+    """The old group keeps the VIP (with equal priorities either old backup may have taken it)."""
+    old = {vm.name for vm in lab.vms if vm.job == OLD_JOB}
+    for vip in lab.vips:
+        until(lambda vip=vip: len(lab.holders(vip)) == 1 and lab.holders(vip)[0] in old, END_DEADLINE,
+              interval=0.05, what=f"{vip} held by one of {sorted(old)} only")
 
 
 @then(parsers.parse("{vm}'s keepalived is not running"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from vipdrain import vrrp
 from vipdrain.errors import RuntimeFailure
 from vipdrain.foreign import ForeignWatch, Heard, foreign_groups, refuse_foreign_groups
+from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
 
 IP = ipaddress.ip_address
@@ -51,20 +53,23 @@ def test_one_finding_per_group_and_vip(cfg: JobConfig) -> None:
         (1, 3, "192.0.2.11"), (51, 2, "192.0.2.11")]
 
 
-class FakeListener:
-    """Stands in for vrrp.AdvertListener: hands out queued packets, then None."""
+class FakeObserver:
+    """Stands in for LiveObserver: `collect` hands the queued packets to the taps."""
 
     def __init__(self, packets: list[vrrp.Packet]) -> None:
         self.packets = packets
+        self.taps: list[Callable[[vrrp.Packet], None]] = []
 
-    def next(self, timeout: float | None = None) -> vrrp.Packet | None:
-        return self.packets.pop(0) if self.packets else None
+    def __enter__(self) -> FakeObserver:
+        return self
 
-    def fileno(self) -> int:  # pragma: no cover - select is not reached with a 0 s budget
-        raise OSError("fake")
-
-    def close(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
+
+    def collect(self, seconds: float) -> None:
+        for p in self.packets:
+            for tap in self.taps:
+                tap(p)
 
 
 def packet(vrid: int, version: int, outgoing: bool = False) -> vrrp.Packet:
@@ -72,26 +77,30 @@ def packet(vrid: int, version: int, outgoing: bool = False) -> vrrp.Packet:
     return vrrp.Packet(advert, 255, 0xc0, outgoing=outgoing)
 
 
-def test_pre_start_refuses_with_both_groups_named(cfg: JobConfig) -> None:
+def observing(*packets: vrrp.Packet) -> Callable[[JobConfig, Layout], Any]:
+    return lambda _cfg, _layout: FakeObserver(list(packets))
+
+
+def test_pre_start_refuses_with_both_groups_named(cfg: JobConfig, tmp_path: Path) -> None:
     with pytest.raises(RuntimeFailure) as err:
-        refuse_foreign_groups(cfg, 0, listener=lambda _if: FakeListener([packet(1, 2), packet(51, 3)]))
+        refuse_foreign_groups(cfg, Layout(tmp_path), 0, observer=observing(packet(1, 2), packet(51, 3)))
     assert "refusing to start keepalived" in str(err.value)
     assert "vrid 51, VRRPv3 from 192.0.2.11, while this job runs vrid 1, VRRPv2" in str(err.value)
 
 
-def test_pre_start_goes_on_when_only_its_group_or_its_own_adverts_are_heard(cfg: JobConfig) -> None:
-    refuse_foreign_groups(cfg, 0, listener=lambda _if: FakeListener([packet(1, 2), packet(51, 3, outgoing=True)]))
+def test_pre_start_goes_on_when_only_its_group_or_its_own_adverts_are_heard(cfg: JobConfig, tmp_path: Path) -> None:
+    refuse_foreign_groups(cfg, Layout(tmp_path), 0, observer=observing(packet(1, 2), packet(51, 3, outgoing=True)))
 
 
-def test_pre_start_goes_on_when_it_cannot_listen(cfg: JobConfig) -> None:
-    def refused(_interface: str) -> vrrp.AdvertListener:
+def test_pre_start_goes_on_when_it_cannot_listen(cfg: JobConfig, tmp_path: Path) -> None:
+    def refused(_cfg: JobConfig, _layout: Layout) -> Any:
         raise PermissionError("Operation not permitted")
 
-    refuse_foreign_groups(cfg, 0, listener=refused)
+    refuse_foreign_groups(cfg, Layout(tmp_path), 0, observer=refused)
 
 
-def test_watch_keeps_what_it_heard_across_collects(cfg: JobConfig) -> None:
-    queue = [packet(1, 3)]
-    with ForeignWatch(cfg, lambda _if: FakeListener(queue)) as watch:
-        assert len(watch.collect(0)) == 1
-        assert len(watch.collect(0)) == 1
+def test_watch_collects_from_the_observer_it_taps(cfg: JobConfig) -> None:
+    watch = ForeignWatch(cfg)
+    with watch.watching(FakeObserver([packet(1, 3)])) as observer:  # type: ignore[arg-type]
+        observer.collect(0)
+    assert [f.theirs.version for f in watch.found()] == [3]
