@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from pytest_bdd import given, parsers, scenarios, then, when
-from rollout_support import Story, Traffic, run_vipdrain, status_json
+from rollout_support import BoshRun, Story, Traffic, run_vipdrain, status_json
 
 from vipdrain.lab.cluster import Lab
 from vipdrain.lab.wait import until
@@ -87,6 +87,12 @@ def not_before_haproxy(lab: Lab, traffic: Traffic, reboot: Reboot, vm: str) -> N
         early = [i for i in traffic.observer.intervals(vip, reboot.shutdown, reboot.haproxy_answered)
                  if vm in i.holders and i.end > reboot.booted]
         assert not early, f"{vm} held {vip} after it booted, before its haproxy answered: {early}"
+
+
+@then("no request failed during the deploy")
+def none_failed_during_deploy(traffic: Traffic, deploy: BoshRun) -> None:
+    failed = {vip: s for vip, s in traffic.summaries(start=deploy.start).items() if s.failures}
+    assert not failed, f"requests failed during the deploy: {failed}"
 
 
 @then(parsers.parse("{vm} is still in maintenance and advertises priority 1"))

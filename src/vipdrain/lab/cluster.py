@@ -313,7 +313,7 @@ class VM:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """The first half of a reboot: processes get SIGTERM (SIGKILL after `timeout`), by pid;
-        addresses other than the VM's own and all of `sys/run` are gone.
+        addresses other than the VM's own, the sysctls pre-start set and all of `sys/run` are gone.
 
         `sys/run` is a tmpfs the BOSH agent mounts empty at every boot (cloudfoundry/bosh-agent
         e94765a, platform/linux_platform.go `setupRunDir` -> `MountTmpfs`): nothing in it
@@ -322,6 +322,11 @@ class VM:
         stop_all([p for role, p in self.procs.items() if role in ("keepalived", "haproxy", "backend")],
                  timeout=timeout)
         self._reset_addresses()
+        # Kernel settings pre-start made are back at the kernel's defaults after a boot.
+        from vipdrain.lifecycle import SYSCTLS
+
+        for key in SYSCTLS:
+            netns.set_sysctl(self.namespace, key, "0")
         run = self.root / "sys" / "run"
         for child in run.iterdir() if run.is_dir() else []:
             shutil.rmtree(child, ignore_errors=True)
