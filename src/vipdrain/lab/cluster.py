@@ -268,7 +268,7 @@ class VM:
         conf = oldjob.config_path(self.layout)
         conf.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(conf, oldjob.render_config(
-            deployment_name="haproxy", bootstrap=self.bootstrap, vip=self.lab.vips[0], interface="eth0",
+            instance_group="haproxy", bootstrap=self.bootstrap, vip=self.lab.vips[0], interface="eth0",
             check=check, virtual_router_id=virtual_router_id))
         self.job = oldjob.OLD_JOB
         self.lab.save()

@@ -49,7 +49,7 @@ def check_script(haproxy_pid_file: Path) -> str:
     ])
 
 
-def render_config(*, deployment_name: str, bootstrap: bool, vip: str, interface: str, check: Path,
+def render_config(*, instance_group: str, bootstrap: bool, vip: str, interface: str, check: Path,
                   virtual_router_id: int = 1) -> str:
     """keepalived.config as the job's ERB template renders it (after keepalived_ctl resolved
     `interface auto`); `check` replaces the default healthcheck_command (see the module doc)."""
@@ -57,7 +57,7 @@ def render_config(*, deployment_name: str, bootstrap: bool, vip: str, interface:
     return "\n".join([
         "global_defs {",
         "\t# Keepalived process identifier",
-        f"\tlvs_id {deployment_name}",
+        f"\tlvs_id {instance_group}",
         "}",
         "# Healthcheck test to be performed, if rc is different than 0, new master election is required "
         "between all the remaining nodes",
@@ -68,7 +68,7 @@ def render_config(*, deployment_name: str, bootstrap: bool, vip: str, interface:
         "}",
         "# Virtual interface",
         "# The priority specifies the order in which the assigned interface to take over in a failover",
-        f"vrrp_instance {deployment_name}_{HEALTHCHECK_NAME} {{",
+        f"vrrp_instance {instance_group}_{HEALTHCHECK_NAME} {{",
         f"\tstate {state}",
         f"\tpriority {priority}",
         f"\tinterface {interface}",
