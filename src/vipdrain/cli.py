@@ -92,6 +92,7 @@ def _load(args: argparse.Namespace):  # -> JobConfig (imported lazily to keep --
 def _cmd_pre_start(args: argparse.Namespace) -> int:
     import logging
 
+    from vipdrain.foreign import refuse_foreign_groups
     from vipdrain.fsutil import atomic_write
     from vipdrain.lifecycle import pre_start
     from vipdrain.render import render_keepalived_conf
@@ -100,6 +101,8 @@ def _cmd_pre_start(args: argparse.Namespace) -> int:
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
     text = _config_path(args).read_text()  # loaded just now: readable UTF-8
+    # Before anything changes on this VM: another VRRP group announcing our VIP means split brain.
+    refuse_foreign_groups(cfg, layout)
     for warning in (*cfg.warnings, *pre_start(cfg, layout, render_keepalived_conf(cfg, layout))):
         logging.getLogger("vipdrain").warning(warning)
     # The drain's fallback: keepalived now runs from this config, whatever the next deploy renders.
@@ -123,8 +126,15 @@ def _cmd_post_start(args: argparse.Namespace) -> int:
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
+    from vipdrain.observe import LiveObserver
+    from vipdrain.preemption import await_preemption
+
     waited = post_start(cfg, layout, _haproxy_check(cfg), timeout=args.timeout)
     logging.getLogger("vipdrain").info("post-start: ready after %.1f s; joining hold released", waited)
+    # Return only once a takeover this release causes is done: the director stops the next VM next.
+    with LiveObserver(cfg, layout) as observer:
+        for warning in await_preemption(cfg, layout, observer):
+            logging.getLogger("vipdrain").warning(warning)
     return EXIT_OK
 
 
@@ -244,6 +254,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_post_deploy(args: argparse.Namespace) -> int:
+    from vipdrain.foreign import ForeignWatch
     from vipdrain.lifecycle import post_deploy
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey
@@ -252,29 +263,36 @@ def _cmd_post_deploy(args: argparse.Namespace) -> int:
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
     budget = args.timeout if args.timeout is not None else 3 * (3 * cfg.advert_int + 1) + 5
-    with LiveObserver(cfg, layout) as observer:
+    foreign = ForeignWatch(cfg)
+    with foreign.watching(LiveObserver(cfg, layout)) as observer:
         report = post_deploy(cfg, layout, observer, budget)
+    rogues = [f.sentence() for f in foreign.found()]
     print(format_survey(cfg, report.survey))
     for w in report.warnings:
         print(f"  ! {w}")
-    return EXIT_RUNTIME if report.problems else EXIT_OK
+    for r in rogues:
+        print(f"  ! {r}")
+    return EXIT_RUNTIME if report.problems or rogues else EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
 
+    from vipdrain.foreign import ForeignWatch
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey, survey_dict, take_survey
 
     layout = _layout(args)
     cfg = _load(args)
-    with LiveObserver(cfg, layout) as observer:
+    foreign = ForeignWatch(cfg)
+    with foreign.watching(LiveObserver(cfg, layout)) as observer:
         survey = take_survey(cfg, layout, observer, listen=args.listen or 1.5 * cfg.advert_int + 0.2)
+    rogues = [f.sentence() for f in foreign.found()]
     if args.json:
-        print(json.dumps(survey_dict(cfg, survey), indent=2, default=str))
+        print(json.dumps({**survey_dict(cfg, survey), "foreign_groups": rogues}, indent=2, default=str))
     else:
-        print(format_survey(cfg, survey))
-    return EXIT_RUNTIME if survey.problems else EXIT_OK
+        print("\n".join([format_survey(cfg, survey), *(f"  ! {r}" for r in rogues)]))
+    return EXIT_RUNTIME if survey.problems or rogues else EXIT_OK
 
 
 def _cmd_undrain(args: argparse.Namespace) -> int:

@@ -1,9 +1,12 @@
-"""The hold: one keepalived track file that takes this VM's priority to 1, and why it is on.
+"""The hold: keepalived track files that take this VM's priority to 1, and why they are on.
 
 Reasons are independent (`drain` from BOSH's drain, `maintenance` from an operator, `joining`
-from pre-start until post-start saw haproxy answer); the track file holds 1 while any is on.
-The reasons file is written before the track file so that a crash between the two leaves a
-reason recorded for a hold that may not be active yet, never an unexplained hold.
+from pre-start until post-start saw haproxy answer). `drain` and `joining` belong to one run
+of the VM: their track file (1 while either is on) and reasons file are on the sys/run tmpfs
+and vanish on reboot. `maintenance` must outlive a reboot: its pair is on the VM's disk
+(`Layout.maintenance_track_file`). A reasons file is written before its track file so that a
+crash between the two leaves a reason recorded for a hold that may not be active yet, never an
+unexplained hold.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from vipdrain.fsutil import atomic_write, locked
@@ -18,6 +22,8 @@ from vipdrain.layout import Layout
 
 Reason = Literal["drain", "maintenance", "joining"]
 REASONS: tuple[Reason, ...] = ("drain", "maintenance", "joining")
+#: Reasons kept on disk across reboots; the others live on the tmpfs.
+PERSISTENT: tuple[Reason, ...] = ("maintenance",)
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,8 @@ class Hold:
     """What the hold files say. `since` maps each active reason to when it was set (epoch s)."""
 
     since: dict[str, float] = field(default_factory=dict)
-    #: The value keepalived reads (1 = held); may disagree with `since` after a crash or tampering.
+    #: The value keepalived reads (1 = held; the larger of the two track files); may disagree
+    #: with `since` after a crash or tampering.
     track_value: int = 0
     #: Human sentences about anything odd found while reading (corrupt or missing files).
     warnings: tuple[str, ...] = ()
@@ -40,35 +47,47 @@ class Hold:
 
 
 def read_hold(layout: Layout) -> Hold:
-    """Read both hold files; corrupt or missing files are reported as warnings, not raised."""
+    """Read the hold files; corrupt or missing files are reported as warnings, not raised."""
     warnings: list[str] = []
-    since: dict[str, float] = {}
+    # Reasons from either reasons file (a maintenance recorded on the tmpfs by an older vipdrain
+    # still counts; the next set_hold moves it to the disk).
+    since = {**_read_reasons(layout.hold_state_file, warnings),
+             **_read_reasons(layout.maintenance_state_file, warnings)}
+    track_value = max(_read_track(layout.hold_track_file, warnings),
+                      _read_track(layout.maintenance_track_file, warnings))
+    if track_value and not since:
+        warnings.append(f"{layout.hold_track_file} or {layout.maintenance_track_file} holds {track_value} "
+                        "but no reason is recorded")
+    return Hold(since=since, track_value=track_value, warnings=tuple(warnings))
+
+
+def _read_reasons(path: Path, warnings: list[str]) -> dict[str, float]:
     try:
-        raw = json.loads(layout.hold_state_file.read_text())
+        raw = json.loads(path.read_text())
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
-        since = {str(k): float(v) for k, v in raw.items() if k in REASONS}
+        return {str(k): float(v) for k, v in raw.items() if k in REASONS}
     except FileNotFoundError:
-        pass
+        return {}
     except (ValueError, TypeError) as exc:
-        warnings.append(f"{layout.hold_state_file} is corrupt ({exc}); treating it as empty")
-    track_value = 0
+        warnings.append(f"{path} is corrupt ({exc}); treating it as empty")
+        return {}
+
+
+def _read_track(path: Path, warnings: list[str]) -> int:
     try:
-        text = layout.hold_track_file.read_text().strip()
-        track_value = int(text or "0")
+        return int(path.read_text().strip() or "0")
     except FileNotFoundError:
-        pass
+        return 0
     except ValueError:
-        warnings.append(f"{layout.hold_track_file} is corrupt; keepalived reads it as 0")
-    if track_value and not since:
-        warnings.append(f"{layout.hold_track_file} holds {track_value} but no reason is recorded")
-    return Hold(since=since, track_value=track_value, warnings=tuple(warnings))
+        warnings.append(f"{path} is corrupt; keepalived reads it as 0")
+        return 0
 
 
 def set_hold(
     layout: Layout, *, add: tuple[Reason, ...] = (), remove: tuple[Reason, ...] = (), now: float | None = None
 ) -> Hold:
-    """Add and remove reasons in one locked read-modify-write, then sync the track file.
+    """Add and remove reasons in one locked read-modify-write, then sync the track files.
 
     Adding a reason that is already on keeps its original time (a re-entered drain keeps
     counting from the first call). Removing every reason writes 0 even when the files were
@@ -80,7 +99,9 @@ def set_hold(
         since = {k: v for k, v in current.since.items() if k not in remove}
         for reason in add:
             since.setdefault(reason, stamp)
-        atomic_write(layout.hold_state_file, json.dumps(since, sort_keys=True) + "\n")
-        value = 1 if since else 0
-        atomic_write(layout.hold_track_file, f"{value}\n")
-        return Hold(since=since, track_value=value, warnings=current.warnings)
+        for reasons, track, persistent in ((layout.hold_state_file, layout.hold_track_file, False),
+                                           (layout.maintenance_state_file, layout.maintenance_track_file, True)):
+            mine = {k: v for k, v in since.items() if (k in PERSISTENT) == persistent}
+            atomic_write(reasons, json.dumps(mine, sort_keys=True) + "\n")
+            atomic_write(track, f"{1 if mine else 0}\n")
+        return Hold(since=since, track_value=1 if since else 0, warnings=current.warnings)

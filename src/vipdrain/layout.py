@@ -108,6 +108,22 @@ class Layout:
         """Why the hold is on (JSON), written with the track file."""
         return self.run_dir / "hold.json"
 
+    # The hold files above live in sys/run, a tmpfs the BOSH agent mounts at every boot
+    # (cloudfoundry/bosh-agent e94765a, platform/linux_platform.go `setupRunDir`: MountTmpfs on
+    # <data>/sys/run, default size 16m, which /var/vcap/sys/run is): a drain in progress or a
+    # deploy's joining hold ends with the boot. Maintenance set by hand must not, so it has its
+    # own pair on the VM's ephemeral disk (data/, kept across reboots, gone on recreate).
+
+    @property
+    def maintenance_track_file(self) -> Path:
+        """Track file keepalived reads: 1 while maintenance is on. Outlives a reboot."""
+        return self.data_dir / "maintenance.track"
+
+    @property
+    def maintenance_state_file(self) -> Path:
+        """Since when maintenance is on (JSON), written with its track file. Outlives a reboot."""
+        return self.data_dir / "maintenance.json"
+
     def holder_track_file(self, instance: str) -> Path:
         """Sticky placement: 1 while this VM is MASTER of `instance`."""
         return self.run_dir / f"holder-{instance}.track"

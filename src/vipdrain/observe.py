@@ -50,6 +50,8 @@ class LiveObserver:
         self._resign_to: tuple[IPAddress, str, str] | None = None  # (peer, interface, MAC)
         #: Each VIP's state file, read on every look (`views`).
         self._state_files = {vip.name: layout.state_file(vip.name) for vip in cfg.vips}
+        #: Called with every advert from another machine, as it is recorded (vipdrain.foreign).
+        self.taps: list[Callable[[vrrp.Packet], None]] = []
 
     def __enter__(self) -> LiveObserver:
         try:
@@ -96,6 +98,8 @@ class LiveObserver:
         if packet.outgoing:
             self.own.append((seen.seen_at, a.priority))
             return
+        for tap in self.taps:
+            tap(packet)
         self.latest[key] = seen
         self.sources.setdefault(key, {})[a.src] = seen
 

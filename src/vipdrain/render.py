@@ -22,6 +22,7 @@ from vipdrain.priority import HOLD_WEIGHT, STICKY_BONUS
 INDENT = "    "
 HEALTHCHECK_SCRIPT = "vipdrain_healthcheck"
 HOLD_TRACK = "vipdrain_hold"
+MAINTENANCE_TRACK = "vipdrain_maintenance"
 #: keepalived 2.2.7 segfaults (`keepalived -t` exits 139) on a config line of 1024 bytes or more
 #: counting the newline (measured), so every rendered line stays at or below this many bytes.
 MAX_LINE_BYTES = 1023
@@ -91,7 +92,11 @@ def render_keepalived_conf(cfg: JobConfig, layout: Layout) -> str:
     ]
     if cfg.healthcheck is not None:
         sections.append(_healthcheck_script(cfg, cfg.healthcheck, layout))
+    # A missing file reads 0 and is created with 0 (never overwritten). After a reboot the tmpfs
+    # hold file is missing: the drain or deploy that held this VM is over, and the health check's
+    # init_fail keeps the VM out until its haproxy answers. Maintenance is on disk and stays.
     sections.append(_track_file(HOLD_TRACK, str(layout.hold_track_file), HOLD_WEIGHT, "0"))
+    sections.append(_track_file(MAINTENANCE_TRACK, str(layout.maintenance_track_file), HOLD_WEIGHT, "0"))
     if cfg.placement == "sticky":
         for vip in cfg.vips:
             path = str(layout.holder_track_file(vip.name))
@@ -220,7 +225,7 @@ def _vrrp_instance(cfg: JobConfig, vip: Vip, layout: Layout) -> list[str]:
     lines += _block("virtual_ipaddress", [f"{vip.address}/{prefix} dev {vip.interface}"])
     if cfg.healthcheck is not None:
         lines += _block("track_script", [HEALTHCHECK_SCRIPT])
-    tracks = [HOLD_TRACK] + ([holder_track_name(vip)] if cfg.placement == "sticky" else [])
+    tracks = [HOLD_TRACK, MAINTENANCE_TRACK] + ([holder_track_name(vip)] if cfg.placement == "sticky" else [])
     lines += _block("track_file", tracks)
     hooks = cfg.notify
     for state, command in (("master", hooks.master), ("backup", hooks.backup), ("fault", hooks.fault),

@@ -30,7 +30,7 @@ REQUIRED_VARS: dict[str, Any] = {
     "haproxy-backend-port": 80,
     "haproxy-backend-servers": "[192.0.2.50, 192.0.2.51]",
     "vip": "192.0.2.100",
-    "vrid": 51,
+    "vrid": 1,
 }
 
 
@@ -105,7 +105,8 @@ def test_ops_file_adds_the_job_next_to_haproxy(with_old_job: bool) -> None:
     result = _apply(base, ops, _variables())
     job = _keepalived_job(result)
     assert job["release"] == "vipdrain"
-    assert job["properties"]["keepalived"] == {"vip": "192.0.2.100", "virtual_router_id": 51}
+    # The migration settings features/migration tests: haproxy-boshrelease's VRID and VRRPv2.
+    assert job["properties"]["keepalived"] == {"vip": "192.0.2.100", "virtual_router_id": 1, "vrrp_version": 2}
     assert job["properties"]["vipdrain"]["haproxy"]["probe"] == "127.0.0.1:80"
     assert result["instance_groups"][0]["instances"] == 2, "haproxy-boshrelease's 1 instance leaves no peer"
     assert {"name": "vipdrain", "version": "latest"} in result["releases"]
@@ -142,7 +143,7 @@ def test_ops_file_result_renders_and_loads(tmp_path: Path) -> None:
 
     cfg = load_config(path, interface_of=lambda _ip: "eth0")
     assert [str(v.address) for v in cfg.vips] == ["192.0.2.100"]
-    assert cfg.vips[0].virtual_router_id == 51
+    assert (cfg.vips[0].virtual_router_id, cfg.vrrp_version) == (1, 2)
     assert [str(p.address) for p in cfg.peers] == ["192.0.2.11"]
 
 

@@ -21,6 +21,7 @@ class FakeVM:
     az: str = "z1"
     drain_outputs: list[str] = field(default_factory=lambda: ["0\n"])
     fail_hook: str = ""
+    has_drain: bool = True
 
     def _log(self, what: str) -> None:
         with LOCK:
@@ -54,6 +55,13 @@ class FakeVM:
 @pytest.fixture(autouse=True)
 def _clear():
     CALLS.clear()
+
+
+def test_a_job_without_drain_script_is_stopped_without_drain():
+    """haproxy-boshrelease's keepalived job has no drain: the agent goes straight to monit stop."""
+    old = FakeVM("vm0", has_drain=False)
+    Director([old, FakeVM("vm1")]).deploy({"vm0": None})
+    assert [what for vm, what in CALLS if vm == "vm0"][:3] == ["stop", "update", "pre-start"]
 
 
 def test_rolling_deploy_order_and_hooks():

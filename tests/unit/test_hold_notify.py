@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import ClassVar
 
 import pytest
@@ -26,6 +27,28 @@ def test_reasons_are_independent(layout):
     assert hold.reasons == ["maintenance"] and hold.track_value == 1
     hold = set_hold(layout, remove=("maintenance",))
     assert not hold.active and layout.hold_track_file.read_text() == "0\n"
+
+
+def test_maintenance_is_on_disk_the_rest_on_the_tmpfs(layout):
+    """A reboot wipes sys/run (the agent's tmpfs): maintenance survives it, drain and joining do not."""
+    set_hold(layout, add=("maintenance", "drain", "joining"), now=5.0)
+    assert layout.maintenance_track_file.read_text() == "1\n" and layout.hold_track_file.read_text() == "1\n"
+    shutil.rmtree(layout.root / "sys" / "run")  # the reboot
+    hold = read_hold(layout)
+    assert hold.since == {"maintenance": 5.0} and hold.track_value == 1 and hold.warnings == ()
+    layout.run_dir.mkdir(parents=True)
+    cleared = set_hold(layout, remove=("maintenance",))
+    assert not cleared.active and layout.maintenance_track_file.read_text() == "0\n"
+
+
+def test_maintenance_recorded_on_the_tmpfs_moves_to_disk(layout):
+    """A VM put in maintenance by an older vipdrain (reason in sys/run) keeps it on disk from then on."""
+    layout.run_dir.mkdir(parents=True)
+    layout.hold_state_file.write_text('{"maintenance": 3.0}\n')
+    layout.hold_track_file.write_text("1\n")
+    set_hold(layout, add=("joining",), now=4.0)
+    assert layout.maintenance_state_file.read_text() == '{"maintenance": 3.0}\n'
+    assert layout.hold_state_file.read_text() == '{"joining": 4.0}\n'
 
 
 def test_readding_a_reason_keeps_its_start_time(layout):

@@ -72,7 +72,7 @@ def test_one_vrrp_instance_per_vip(parse, make_raw, conf_layout, conf):
     assert first.blocks["virtual_ipaddress"].lines == ["192.0.2.100/32 dev eth0"]
     assert second.blocks["virtual_ipaddress"].lines == ["2001:db8::100/128 dev eth1"]
     assert first.blocks["track_script"].lines == ["vipdrain_healthcheck"]
-    assert first.blocks["track_file"].lines == ["vipdrain_hold"]
+    assert first.blocks["track_file"].lines == ["vipdrain_hold", "vipdrain_maintenance"]
 
 
 def test_never_nopreempt_and_never_master(parse, make_raw, conf_layout, conf):
@@ -123,6 +123,15 @@ def test_hold_track_file_is_never_overwritten(parse, make_raw, conf_layout, conf
     assert hold.lines == [f'file "{conf_layout.hold_track_file}"', f"weight {HOLD_WEIGHT}", "init_file 0"]
 
 
+def test_maintenance_track_file_is_on_disk_and_never_overwritten(parse, make_raw, conf_layout, conf):
+    """Maintenance outlives a reboot: its track file is under data/, not the sys/run tmpfs."""
+    _, text = render(parse, make_raw, conf_layout)
+    maintenance = conf(text).blocks["track_file vipdrain_maintenance"]
+    assert maintenance.lines == [f'file "{conf_layout.maintenance_track_file}"', f"weight {HOLD_WEIGHT}",
+                                 "init_file 0"]
+    assert conf_layout.maintenance_track_file.is_relative_to(conf_layout.data_dir)
+
+
 def test_sticky_adds_a_holder_track_file_per_vip(parse, make_raw, conf_layout, conf):
     _, text = render(parse, make_raw, conf_layout, {
         "vipdrain.placement": "sticky", "keepalived.vip": None, "keepalived.vips": ["192.0.2.100", "192.0.2.101"]})
@@ -131,14 +140,16 @@ def test_sticky_adds_a_holder_track_file_per_vip(parse, make_raw, conf_layout, c
         holder = blocks[f"track_file holder_{name}"]
         assert holder.lines == [f'file "{conf_layout.holder_track_file(name)}"', f"weight {STICKY_BONUS}",
                                 "init_file 0 overwrite"]
-        assert blocks[f"vrrp_instance {name}"].blocks["track_file"].lines == ["vipdrain_hold", f"holder_{name}"]
+        assert blocks[f"vrrp_instance {name}"].blocks["track_file"].lines == [
+            "vipdrain_hold", "vipdrain_maintenance", f"holder_{name}"]
 
 
 def test_preferred_has_no_holder_files(parse, make_raw, conf_layout, conf):
     _, text = render(parse, make_raw, conf_layout)
     root = conf(text)
-    assert [h for h in root.blocks if h.startswith("track_file")] == ["track_file vipdrain_hold"]
-    assert root.blocks["vrrp_instance vip_1"].blocks["track_file"].lines == ["vipdrain_hold"]
+    assert [h for h in root.blocks if h.startswith("track_file")] == [
+        "track_file vipdrain_hold", "track_file vipdrain_maintenance"]
+    assert root.blocks["vrrp_instance vip_1"].blocks["track_file"].lines == ["vipdrain_hold", "vipdrain_maintenance"]
 
 
 def test_transitions_go_through_one_ordered_fifo(parse, make_raw, conf_layout, conf):

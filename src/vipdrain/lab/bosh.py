@@ -26,6 +26,8 @@ class LabVM(Protocol):
 
     name: str
     az: str
+    #: False for a job without a drain script (haproxy-boshrelease's keepalived job).
+    has_drain: bool
 
     def vipdrain(self, *args: str, env: dict[str, str] | None = None, check: bool = False,
                  timeout: float = 300.0) -> Any: ...  # -> CompletedProcess[str]
@@ -169,7 +171,8 @@ class Director:
 
     def stop_instance(self, vm: LabVM, action: str, skip_drain: bool) -> None:
         self._step(vm, "unmonitor", lambda: "")
-        if not skip_drain:
+        # The agent runs the drain scripts of the jobs the VM runs now: none for a job without one.
+        if not skip_drain and vm.has_drain:
             self.drain(vm, action)
         self._step(vm, "stop", lambda: vm.monit_stop() or "")
 

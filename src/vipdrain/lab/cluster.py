@@ -155,6 +155,8 @@ class VM:
         #: The properties this VM's current "release" was rendered with (see write_config).
         self.properties: dict[str, Any] = dict(raw.get("properties") or {})
         self.procs: dict[str, Proc] = {k: Proc.from_json(v) for k, v in (raw.get("procs") or {}).items()}
+        #: The keepalived job this VM runs: vipdrain's, or haproxy-boshrelease's (`oldjob.OLD_JOB`).
+        self.job: str = str(raw.get("job") or "vipdrain")
 
     def __repr__(self) -> str:
         return f"VM({self.name}, {self.ip}, ns={self.namespace})"
@@ -249,11 +251,35 @@ class VM:
         else:
             props = deep_merge(deep_merge(self.base_properties(), self.lab.overrides), props_override or {})
         self.properties = props
+        self.job = "vipdrain"
         self.lab._instance_names = None
         # 0640, as the BOSH agent leaves a job's rendered files (bosh-agent FixPermissions).
         atomic_write(self.layout.config_file, yaml.safe_dump(self.bosh_document(props), sort_keys=False), mode=0o640)
         self.lab.save()
         return self.layout.config_file
+
+    def install_old_job(self, virtual_router_id: int = 1) -> None:
+        """Put haproxy-boshrelease's keepalived job on this VM (see `vipdrain.lab.oldjob`): its
+        rendered config and the lab's stand-in for its health check. Nothing is started."""
+        from vipdrain.lab import oldjob
+
+        check = oldjob.check_script_path(self.layout)
+        check.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(check, oldjob.check_script(self.haproxy_paths.pid_file), mode=0o755)
+        conf = oldjob.config_path(self.layout)
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(conf, oldjob.render_config(
+            instance_group="haproxy", bootstrap=self.bootstrap, vip=self.lab.vips[0], interface="eth0",
+            check=check, virtual_router_id=virtual_router_id))
+        self.job = oldjob.OLD_JOB
+        self.lab.save()
+
+    @property
+    def has_drain(self) -> bool:
+        """Does this VM's job have a drain script? haproxy-boshrelease's keepalived job has none."""
+        from vipdrain.lab.oldjob import OLD_JOB
+
+        return self.job != OLD_JOB
 
     # --- BOSH lifecycle ----------------------------------------------------------------------
 
@@ -282,12 +308,34 @@ class VM:
         self.post_start()
 
     def reboot(self, timeout: float = 10.0) -> None:
-        """A VM reboot: no lifecycle hook runs. Processes get SIGTERM (SIGKILL after `timeout`),
-        interface state and the `sys/run` tmpfs are lost, then monit starts the jobs again."""
+        """A VM reboot: `shutdown`, then `boot`. No lifecycle hook runs."""
+        self.shutdown(timeout)
+        self.boot()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """The first half of a reboot: processes get SIGTERM (SIGKILL after `timeout`), by pid;
+        addresses other than the VM's own, the sysctls pre-start set and all of `sys/run` are gone.
+
+        `sys/run` is a tmpfs the BOSH agent mounts empty at every boot (cloudfoundry/bosh-agent
+        e94765a, platform/linux_platform.go `setupRunDir` -> `MountTmpfs`): nothing in it
+        survives, not even the job's directory, which keepalived's start script creates again.
+        """
         stop_all([p for role, p in self.procs.items() if role in ("keepalived", "haproxy", "backend")],
                  timeout=timeout)
         self._reset_addresses()
-        self._clear_run_dirs()
+        # Kernel settings pre-start made are back at the kernel's defaults after a boot.
+        from vipdrain.lifecycle import SYSCTLS
+
+        for key in SYSCTLS:
+            netns.set_sysctl(self.namespace, key, "0")
+        run = self.root / "sys" / "run"
+        for child in run.iterdir() if run.is_dir() else []:
+            shutil.rmtree(child, ignore_errors=True)
+        self.lab.save()
+
+    def boot(self) -> None:
+        """The second half of a reboot: the app server, then what monit starts (no pre-start,
+        no post-start: nothing of the BOSH lifecycle runs after a reboot)."""
         self.start_backend()
         self.monit_start()
 
@@ -363,7 +411,15 @@ class VM:
         # After a crash of the parent alone, its VRRP child resigns and exits within about a second;
         # until then keepalived would refuse to start ("daemon is already running").
         until(leftovers_gone, 10.0, interval=0.05, what=f"the previous keepalived of {self.name} to exit")
-        return self._spawn("keepalived", command_line(self.layout, self.name), self.layout.keepalived_log)
+        # Both jobs' start scripts create the run dir first: after a reboot the tmpfs is empty.
+        self.layout.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.has_drain:
+            from vipdrain.lab import oldjob
+
+            argv = oldjob.command_line(self.layout, self.name)
+        else:
+            argv = command_line(self.layout, self.name)
+        return self._spawn("keepalived", argv, self.layout.keepalived_log)
 
     def stop_keepalived(self, timeout: float = KEEPALIVED_STOP_TIMEOUT) -> bool:
         """SIGTERM keepalived and wait for it by pid; SIGKILL only after `timeout` s (last resort)."""
@@ -463,7 +519,7 @@ class VM:
         return {
             "name": self.name, "index": self.index, "namespace": self.namespace, "ip": self.ip,
             "ip6": self.ip6, "mac": self.mac, "root": str(self.root), "properties": self.properties,
-            "procs": {k: p.to_json() for k, p in self.procs.items()},
+            "job": self.job, "procs": {k: p.to_json() for k, p in self.procs.items()},
         }
 
 
@@ -510,17 +566,21 @@ class Lab:
     @classmethod
     def up(cls, nodes: int = 3, prefix: str | None = None, advert_int: float = 1.0, vips: int = 1,
            overrides: Mapping[str, Any] | None = None, ipv6: bool = False, *, clients: int = 1,
-           base_dir: str | os.PathLike[str] | None = None, wait: bool = True, timeout: float | None = None) -> Lab:
+           base_dir: str | os.PathLike[str] | None = None, wait: bool = True, timeout: float | None = None,
+           old_job: bool = False) -> Lab:
         """Create and start a lab; on any failure (or Ctrl-C) it is torn down before the error propagates.
 
         `overrides` deep-merge into every VM's job properties. With `wait`, returns once the
         cluster has settled (see `wait_converged`; deadline `timeout`, default generous).
+        With `old_job`, every VM runs haproxy-boshrelease's keepalived job instead (one VIP,
+        VRID 1, keepalived's own timing whatever `advert_int` says; see `vipdrain.lab.oldjob`):
+        the starting point of a migration. A deploy (`write_config`) puts vipdrain's job on a VM.
         """
         lab = cls(prefix or new_prefix(base_dir), nodes=nodes, advert_int=advert_int, vips=vips,
                   overrides=overrides, ipv6=ipv6, clients=clients, base_dir=base_dir)
         lab._claim()  # outside the try: a prefix in use belongs to another run, never torn down here
         try:
-            lab._create()
+            lab._create(old_job)
             if wait:
                 lab.wait_converged(timeout)
         except BaseException:
@@ -630,7 +690,7 @@ class Lab:
             raise in_use from None
         self.save()  # from here on, `lab down` can clean up whatever follows
 
-    def _create(self) -> None:
+    def _create(self, old_job: bool = False) -> None:
         self._create_network()
         for vm in self.vms:
             for d in vm.layout.dirs():
@@ -638,12 +698,16 @@ class Lab:
             vm.write_wrapper()
             vm.haproxy_paths.config.parent.mkdir(parents=True, exist_ok=True)
             vm.haproxy_paths.config.write_text(render_config(vm.name, vm.haproxy_paths, ipv6=self.ipv6))
-            vm.write_config()
-        # VMs start in parallel, each the BOSH way (pre-start, monit start, post-start).
+            if old_job:
+                vm.install_old_job()
+            else:
+                vm.write_config()
+        # VMs start in parallel, each the BOSH way (pre-start, monit start, post-start; the old
+        # job has only a monit start).
         pool = ThreadPoolExecutor(max_workers=len(self.vms), thread_name_prefix=f"{self.prefix}-up")
         try:
             list(pool.map(VM.start_backend, self.vms))
-            list(pool.map(VM.start, self.vms))
+            list(pool.map(VM.monit_start if old_job else VM.start, self.vms))
         finally:
             # Never wait here for a hanging step: teardown stops its process, which frees the thread.
             pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,57 @@
+"""Post-start: when this VM, just released, outranks the current master, wait for its takeover.
+
+A backup with a higher priority than the master takes the VIP by preemption only when its
+Master_Down timer runs out (3 x advert_int + skew: about 3.4 s at keepalived's default timing),
+because it ignores the lower-priority adverts. If post-start returned at once, the director
+would stop the next VM while the VIP is about to move. With vipdrain on that VM its drain hands
+over anyway; without a drain (haproxy-boshrelease's keepalived job, during a migration) the
+stop of a master that is about to be preempted is a second break. So post-start waits until
+every VIP this VM will take is here - make-before-break, the old master keeps serving until
+then - with a deadline, and only warns when it passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from vipdrain.hold import read_hold
+from vipdrain.layout import Layout
+from vipdrain.model import JobConfig, Vip
+from vipdrain.observe import LiveObserver
+from vipdrain.priority import effective_priority
+from vipdrain.waiting import wait_until
+
+
+def to_take(observer: LiveObserver, own_priority: int, now: float) -> list[Vip]:
+    """VIPs held elsewhere by a master that advertises less than `own_priority` (what the
+    observer heard): with preemption on, this VM takes them."""
+    out = []
+    for view in observer.views(own_priority):
+        advert = observer.latest.get((view.vip.virtual_router_id, view.vip.address.version))
+        fresh = advert is not None and now - advert.seen_at <= observer.freshness
+        if not view.local and fresh and advert is not None and 0 < advert.priority < own_priority:
+            out.append(view.vip)
+    return out
+
+
+def await_preemption(cfg: JobConfig, layout: Layout, observer: LiveObserver,
+                     clock: Callable[[], float] = time.monotonic) -> list[str]:
+    """Listen; if this VM outranks a master, wait until it holds those VIPs. Returns warnings."""
+    own = effective_priority(cfg.priority, held=read_hold(layout).active)
+    observer.collect(1.5 * cfg.advert_int + 0.1)
+    pending = to_take(observer, own, clock())
+    if not pending:
+        return []
+    # Master_Down_Interval (3 x advert_int + skew < 1 advert_int) plus slack.
+    budget = 4 * cfg.advert_int + 2.0
+
+    def taken() -> bool:
+        observer.collect(0.1)
+        local = {v.vip.name for v in observer.views(own) if v.local}
+        return all(v.name in local for v in pending)
+
+    if wait_until(taken, budget=budget, clock=clock):
+        return []
+    names = ", ".join(v.name for v in pending if v.name)
+    return [f"post-start: this VM outranks the master of {names} but did not take it within {budget:g} s"]

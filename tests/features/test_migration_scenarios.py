@@ -1,0 +1,129 @@
+"""features/migration: from haproxy-boshrelease's keepalived job to vipdrain's, without a split
+brain; settings of another VRRP group stop the deploy at the canary's pre-start."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pytest_bdd import given, parsers, scenarios, then
+from rollout_support import BoshRun, Story, Traffic, status_json
+
+from vipdrain.lab.cluster import Lab, deep_merge
+from vipdrain.lab.oldjob import OLD_JOB
+from vipdrain.lab.wait import until
+
+scenarios("migration")
+
+OPS_FILE = Path(__file__).resolve().parents[2] / "manifests" / "operations" / "add-vipdrain.yml"
+#: A request sent up to this long before the stop can still fail because of it (the client's
+#: total timeout), and the first answers after a takeover can lag it by the ARP update.
+BREAK_SLACK = 1.5
+END_DEADLINE = 20.0
+
+
+@given(parsers.parse("the keepalived properties of manifests/operations/add-vipdrain.yml with vrid {vrid:d}"),
+       target_fixture="properties")
+def ops_file_properties(properties: dict[str, Any], vrid: int) -> dict[str, Any]:
+    """The ops file's `keepalived` block as the operator deploys it (`-v vrid=...`); its `vip`
+    is the lab's own VIP and vipdrain's haproxy paths are the lab's, so only those are left out."""
+    ops = yaml.safe_load(OPS_FILE.read_text())
+    job = next(op["value"] for op in ops if op["path"].endswith("/jobs/name=keepalived?"))
+    keepalived = {k: v for k, v in job["properties"]["keepalived"].items() if k != "vip"}
+    text = yaml.safe_dump(keepalived).replace("((vrid))", str(vrid))
+    assert "((" not in text, f"the ops file needs variables the scenario does not set: {text}"
+    return deep_merge(properties, {"keepalived": yaml.safe_load(text)})
+
+
+@given(parsers.parse("a running group of {count:d} VMs on haproxy-boshrelease's keepalived job"),
+       target_fixture="lab")
+def old_job_group(start_lab: Any, properties: dict[str, Any], count: int) -> Lab:
+    """VMs on the old job (keepalived's own timing: advert_int 1 s); `properties` are the
+    release a deploy puts on them."""
+    lab: Lab = start_lab(nodes=count, advert_int=1.0, overrides=properties, old_job=True)
+    return lab
+
+
+def _break(lab: Lab, traffic: Traffic, deploy: BoshRun, vm: str) -> tuple[float, float]:
+    """(start, end) of `vm`'s break: from its `monit stop` until another VM held every VIP."""
+    stop = deploy.steps(vm, "stop")
+    assert stop, f"{vm} was not stopped"
+    start = stop[0].start
+    end = start
+    for vip in lab.vips:
+        taken = next((c.time for c in traffic.observer.timeline(vip)
+                      if c.time >= start and c.holders and vm not in c.holders), None)
+        assert taken is not None, f"nobody took {vip} over from {vm}: {traffic.observer.timeline(vip)}"
+        end = max(end, taken)
+    return start, end
+
+
+@then(parsers.parse("requests failed only in {vm}'s break, when its old keepalived stopped"))
+def failed_only_in_break(lab: Lab, story: Story, traffic: Traffic, deploy: BoshRun, vm: str) -> None:
+    """Every failed request ended after `vm`'s stop began and was sent before its break ended
+    (plus slack); the break itself is measured and recorded."""
+    start, end = _break(lab, traffic, deploy, vm)
+    for vip, run in traffic.clients.items():
+        failed = [r for r in run.records() if not r.ok]
+        outside = [r for r in failed if r.end < start or r.time > end + BREAK_SLACK]
+        assert not outside, (
+            f"{len(outside)} request(s) to {vip} failed outside {vm}'s break "
+            f"({start:.3f}..{end:.3f}): {outside[:5]}"
+        )
+        story.note(f"{vm}'s break: {vip} without a holder for {end - start:.2f} s after its stop began, "
+                   f"{len(failed)} failed request(s)")
+        print(f"MEASURED {vm} break {vip}: unowned {end - start:.3f} s, {len(failed)} failed, "
+              f"{run.summary(start - BREAK_SLACK, end + BREAK_SLACK)}")
+
+
+@then(parsers.parse("no request failed after {vm}'s update"))
+def none_failed_after_update(traffic: Traffic, deploy: BoshRun, vm: str) -> None:
+    update = deploy.steps(vm, "update")
+    assert update, f"{vm} was not updated"
+    failed = {vip: s for vip, s in traffic.summaries(start=update[0].end).items() if s.failures}
+    assert not failed, f"requests failed after {vm}'s update: {failed}"
+
+
+@then(parsers.parse("the VIP never had two holders for longer than {seconds:g} s"))
+def no_long_split_brain(lab: Lab, traffic: Traffic, seconds: float) -> None:
+    for vip in lab.vips:
+        long = [i for i in traffic.observer.split_brain(vip) if i.duration > seconds]
+        assert not long, f"{vip} had two holders for more than {seconds:g} s: {long}"
+
+
+@then(parsers.parse("it names the old group as vrid {vrid:d}, VRRPv{version:d} from a peer, "
+                    "and its own as vrid {own_vrid:d}, VRRPv{own_version:d}"))
+def names_both_groups(lab: Lab, deploy: BoshRun, vrid: int, version: int, own_vrid: int, own_version: int) -> None:
+    """One sentence with both groups: the one heard (VRID, version, the address of the peer that
+    was master then - with equal priorities either backup may have won) and this job's."""
+    assert deploy.error is not None, "the deploy completed"
+    detail = deploy.error.step.detail
+    said = re.search(rf"vrid {vrid}, VRRPv{version} from (\S+), while this job runs vrid {own_vrid}, "
+                     rf"VRRPv{own_version} for it;", detail)
+    peers = {vm.ip for vm in lab.vms if vm.name != deploy.error.step.vm}
+    assert said and said.group(1) in peers, f"the failure does not name both groups (source one of {peers}): {detail}"
+    assert detail.count(". ") == 0, f"more than one sentence: {detail}"
+
+
+@then("one VM still on the old job holds the VIP")
+def old_vm_holds(lab: Lab) -> None:
+    """The old group keeps the VIP (with equal priorities either old backup may have taken it)."""
+    old = {vm.name for vm in lab.vms if vm.job == OLD_JOB}
+    for vip in lab.vips:
+        until(lambda vip=vip: len(lab.holders(vip)) == 1 and lab.holders(vip)[0] in old, END_DEADLINE,
+              interval=0.05, what=f"{vip} held by one of {sorted(old)} only")
+
+
+@then(parsers.parse("{vm}'s keepalived is not running"))
+def keepalived_not_running(lab: Lab, vm: str) -> None:
+    assert lab.vm(vm).keepalived_pid is None, f"{vm}'s keepalived runs"
+
+
+@then("every VM runs vipdrain and none is held")
+def all_on_vipdrain(lab: Lab, story: Story) -> None:
+    for vm in lab.vms:
+        assert vm.job != OLD_JOB, f"{vm.name} still runs {vm.job}"
+        status = status_json(lab, story, vm.name)
+        assert status["hold_reasons"] == [] and not status["maintenance"], f"{vm.name} is held: {status}"
