@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import time
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from vipdrain.fsutil import atomic_write
 from vipdrain.layout import Layout
+from vipdrain.procs import state_of
 
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP", "DELETED")
 
@@ -115,3 +117,56 @@ def follow_fifo(layout: Layout, lines: Iterable[str]) -> int:
             record_transition(layout, *parsed)
             count += 1
     return count
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A running `vipdrain notify-fifo` of this job: its pid and /proc state letter (T: stopped)."""
+
+    pid: int
+    state: str
+
+
+def find_readers(layout: Layout) -> list[Reader]:
+    """This job's notify readers: processes whose argv runs `notify-fifo` on `layout.notify_fifo`.
+
+    keepalived starts the reader once, when it (re)loads its config, and only logs
+    "vrrp notify fifo script terminated" when it exits (keepalived/vrrp/vrrp.c,
+    vrrp_notify_fifo_script_exit); nothing starts it again. Matched by the FIFO's path, which
+    keepalived appends to the command: lab VMs share one PID namespace.
+    """
+    fifo = os.fsencode(str(layout.notify_fifo))
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"notify-fifo" not in argv or fifo not in argv:
+            continue
+        state = state_of(int(entry.name))
+        if state is not None:
+            out.append(Reader(int(entry.name), state))
+    return out
+
+
+def reader_problem(keepalived_running: bool, readers: Iterable[Reader]) -> str | None:
+    """Why keepalived's reports are not being recorded here, or None (pure).
+
+    Without a reader keepalived's transitions stay in the FIFO (lost once it is full), the state
+    files keep the last state read, and with `placement: sticky` the holder file stops following.
+    """
+    if not keepalived_running:
+        return None
+    readers = list(readers)
+    if not readers:
+        return ("keepalived's notify reader (vipdrain notify-fifo) is not running: the VRRP states "
+                "keepalived reports are not recorded here (vipdrain judges by what it sees on the wire); "
+                "keepalived starts it only when it starts or reloads: restart keepalived")
+    if all(r.state == "T" for r in readers):
+        pids = ", ".join(str(r.pid) for r in readers)
+        return (f"keepalived's notify reader (vipdrain notify-fifo, pid {pids}) is stopped: the VRRP states "
+                "keepalived reports are not recorded here")
+    return None

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vipdrain import preserve, vrrp
+from vipdrain import keepalived, preserve, vrrp
 from vipdrain.hold import Hold, read_hold
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
-from vipdrain.notify import Transition, recent_transitions
+from vipdrain.notify import Reader, Transition, find_readers, reader_problem, recent_transitions
 from vipdrain.observe import LiveObserver
 from vipdrain.priority import effective_priority
 
@@ -38,10 +38,32 @@ class Holder:
 class VipSurvey:
     vip: Vip
     local: bool
+    #: keepalived's last report (a hint: stale when its notify reader is dead).
     state: str | None
     holders: list[Holder] = field(default_factory=list)
     #: Peers heard advertising this VRID during the survey: address -> priority.
     peers_heard: dict[str, int] = field(default_factory=dict)
+    #: Is this VM master, as observed (`verdicts.master_here`); None: keepalived's report only.
+    master_here: bool | None = None
+    #: Why `master_here` is what it is.
+    here: str = ""
+
+    @property
+    def seen_state(self) -> str:
+        """This VM's role for this VIP as seen, keepalived's report where nothing contradicts it."""
+        if self.master_here is True:
+            return "MASTER"
+        if self.master_here is False and self.state in (None, "MASTER"):
+            return "not master"
+        return self.state or "unknown"
+
+    @property
+    def stale_report(self) -> str | None:
+        """keepalived's last report contradicted by what is seen, in a sentence (or None)."""
+        seen = self.seen_state
+        if self.state is None or self.master_here is None or (self.state == "MASTER") == (seen == "MASTER"):
+            return None
+        return f"keepalived last reported {self.vip.name} as {self.state} here, but {self.here}"
 
     @property
     def verdict(self) -> str:
@@ -58,11 +80,15 @@ class Survey:
     transitions: list[Transition]
     #: VIP -> MAC: the VIPs whose old connections this VM sends back to a drained peer right now.
     forwarding: dict[str, str] = field(default_factory=dict)
+    #: Why this VM's keepalived is not heard (not running, stopped), or None.
+    keepalived_problem: str | None = None
+    #: Why keepalived's reports are not recorded here (`notify.reader_problem`), or None.
+    reader_problem: str | None = None
 
     @property
     def problems(self) -> list[str]:
-        """Sentences about VIPs with no holder or more than one."""
-        out = []
+        """Sentences about VIPs with no holder or more than one, and about this VM's keepalived."""
+        out = [p for p in (self.keepalived_problem, self.reader_problem) if p]
         for s in self.vips:
             if s.verdict == "unowned":
                 out.append(f"{s.vip.name} ({s.vip.address}) has NO holder: clients get no answer")
@@ -80,9 +106,11 @@ def take_survey(
     arp: ArpProbe = vrrp.arp_who_has,
     mac_of: Callable[[str], str] = vrrp.local_mac,
     forwarding: Callable[[JobConfig], dict[str, str]] = preserve.forwarding_now,
+    readers: Callable[[Layout], list[Reader]] = find_readers,
 ) -> Survey:
     """Listen `listen` seconds for adverts, ask ARP, and put together who holds what."""
     observer.collect(listen)
+    ka_problem = keepalived_problem(keepalived.process_states(layout))
     hold = read_hold(layout)
     holder_file_on = any(_holder_on(layout, v.name) for v in cfg.vips)
     own = effective_priority(cfg.priority, held=hold.active, holder=cfg.placement == "sticky" and holder_file_on)
@@ -90,7 +118,7 @@ def take_survey(
     surveys = []
     for view in observer.views(own):
         vip = view.vip
-        s = VipSurvey(vip=vip, local=view.local, state=view.state)
+        s = VipSurvey(vip=vip, local=view.local, state=view.state, master_here=view.master_here, here=view.here)
         if view.local:
             s.holders.append(Holder(mac_of(vip.interface), str(cfg.instance.ip), "here"))
         for src, adv in sorted(observer.sources.get((vip.virtual_router_id, vip.family), {}).items()):
@@ -107,7 +135,26 @@ def take_survey(
             except OSError as exc:
                 log.warning("ARP probe for %s failed: %s", vip.address, exc)
         surveys.append(s)
-    return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout), forwarding(cfg))
+    return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout), forwarding(cfg),
+                  keepalived_problem=ka_problem,
+                  reader_problem=reader_problem(ka_problem is None, readers(layout)))
+
+
+def keepalived_problem(states: dict[str, str | None]) -> str | None:
+    """Why this VM's keepalived is not heard, from its processes' /proc states (pure).
+
+    `states` maps "parent"/"vrrp" to a state letter, None for no such process. A stopped
+    (SIGSTOP) keepalived is alive to `kill -0` yet silent on the wire: as good as dead.
+    """
+    missing = [role for role, state in states.items() if state is None]
+    if missing:
+        return (f"keepalived is not running here ({' and '.join(missing)} process gone): this VM is silent "
+                "on the wire and cannot take over any VIP")
+    stopped = [role for role, state in states.items() if state == "T"]
+    if stopped:
+        return (f"keepalived is stopped here ({' and '.join(stopped)} process in state T): this VM is silent "
+                "on the wire and cannot take over any VIP")
+    return None
 
 
 def bootstrap_address(cfg: JobConfig) -> IPAddress | None:
@@ -152,7 +199,8 @@ def survey_dict(cfg: JobConfig, survey: Survey) -> dict[str, object]:
                 "address": str(s.vip.address),
                 "vrid": s.vip.virtual_router_id,
                 "interface": s.vip.interface,
-                "local_state": s.state,
+                "local_state": s.seen_state,
+                "reported_state": s.state,
                 "held_here": s.local,
                 "holders": [h.__dict__ for h in s.holders],
                 "peers_heard": s.peers_heard,
@@ -179,9 +227,11 @@ def format_survey(cfg: JobConfig, survey: Survey) -> str:
         heard = ", ".join(f"{a}@{p}" for a, p in s.peers_heard.items()) or "none"
         lines.append(
             f"  {s.vip.name} {s.vip.address} vrid {s.vip.virtual_router_id} on {s.vip.interface}: "
-            f"here {s.state or 'unknown'}{' (holds it)' if s.local else ''}; holder {holders}; "
+            f"here {s.seen_state}{' (holds it)' if s.local else ''}; holder {holders}; "
             f"peers heard {heard} [{s.verdict}]"
         )
+        if s.stale_report:
+            lines.append(f"    ({s.stale_report})")
     for vip, mac in sorted(survey.forwarding.items()):
         lines.append(f"  forwarding the old connections of {vip} to {mac} (vipdrain.drain.preserve_connections)")
     for t in survey.transitions[-5:]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from pytest_bdd import parsers, scenarios, then, when
-from rollout_support import BoshRun, Story, Traffic, run_vipdrain
+from pytest_bdd import given, parsers, scenarios, then, when
+from rollout_support import BoshRun, Call, Story, Traffic, run_vipdrain
 
 from vipdrain.lab.cluster import Lab
 
@@ -24,6 +24,19 @@ def post_deploy_failed(lab: Lab, deploy: BoshRun, vm: str, text: str) -> None:
     calls = deploy.calls_of("post-deploy", lab.vm(vm).name)
     assert calls, f"post-deploy did not run on {vm}"
     assert calls[-1].returncode != 0 and text in calls[-1].stdout, str(calls[-1])
+
+
+@given(parsers.parse("{vm}'s notify reader is killed (kill -9)"))
+def notify_reader_killed(lab: Lab, story: Story, vm: str) -> None:
+    """keepalived started it (vrrp_notify_fifo_script) and never starts it again while it runs."""
+    pids = lab.faults.kill_notify_reader(vm)
+    assert pids, f"{vm} has no notify reader to kill"
+    story.note(f"kill -9 of {vm}'s notify reader (pid {', '.join(map(str, pids))})")
+
+
+@then(parsers.parse('the command does not say "{text}"'))
+def command_does_not_say(command: Call, text: str) -> None:
+    assert text not in command.stdout, str(command)
 
 
 @then(parsers.parse("the observer saw two holders of the VIP for at least {seconds:g} s"))
