@@ -123,12 +123,18 @@ def _cmd_post_start(args: argparse.Namespace) -> int:
 
 def _cmd_drain(args: argparse.Namespace) -> int:
     """BOSH's drain: whatever happens, stdout gets one integer line or nothing at all."""
+    import contextlib
+    import logging
     import os
+    import time
 
-    from vipdrain.drain import Drain, parse_drain_args
-    from vipdrain.fsutil import locked
+    from vipdrain.drain import Drain, drain_lock_busy, parse_drain_args
+    from vipdrain.fsutil import LockBusy, locked
+    from vipdrain.keepalived import running
+    from vipdrain.notify import find_readers, reader_problem
     from vipdrain.observe import LiveObserver
 
+    began = time.monotonic()
     layout = _layout(args)
     dargs = parse_drain_args(args.bosh_args)
     # Keep fd 1 for the final integer only: our logs and any child process write to stderr.
@@ -138,14 +144,21 @@ def _cmd_drain(args: argparse.Namespace) -> int:
         _setup_logging(layout, args.verbose)
         cfg = _load(args)
         progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
-        with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
-            outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
+        if problem := reader_problem(running(layout), find_readers(layout)):
+            logging.getLogger("vipdrain").warning("%s", problem)
+        with contextlib.ExitStack() as stack:
+            try:
+                # A drain stopped while holding the lock (Ctrl-Z) must not make BOSH wait forever.
+                stack.enter_context(locked(layout.drain_lock, timeout=cfg.drain.timeout))
+            except LockBusy as exc:
+                outcome = drain_lock_busy(cfg, dargs, str(exc))
+            else:
+                observer = stack.enter_context(LiveObserver(cfg, layout))
+                outcome = Drain(cfg, layout, observer, progress=progress, began=began).run(dargs)
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)
         os.close(real_stdout)
-    import logging
-
     logging.getLogger("vipdrain").info("drain: %s", outcome.summary)
     if dargs.manual:
         print(f"maintenance on: {outcome.summary}")
