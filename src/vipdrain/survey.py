@@ -22,7 +22,18 @@ from vipdrain.priority import effective_priority
 
 log = logging.getLogger("vipdrain.survey")
 
-ArpProbe = Callable[[str, IPAddress, IPAddress, float], list[tuple[str, IPAddress]]]
+#: `vrrp.who_has`: (interface, addresses, IPv4 sender, timeout) -> {address: MACs claiming it}.
+NeighbourProbe = Callable[[str, list[IPAddress], IPAddress | None, float], dict[IPAddress, list[str]]]
+#: How long the survey waits for ARP and neighbour discovery answers (same segment: microseconds).
+PROBE_TIMEOUT = 0.2
+
+
+@dataclass(frozen=True)
+class Member:
+    """A VM of the group as the survey names it: its instance address and BOSH name."""
+
+    address: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -30,8 +41,32 @@ class Holder:
     """One machine that currently claims a VIP."""
 
     mac: str
-    address: str  # its own address where known (adverts), else the VIP (ARP)
-    how: str  # "here", "adverts at priority N", "ARP"
+    #: Its instance address (a configured peer or this VM, told by MAC); "" for a machine that
+    #: is no member of the group.
+    address: str
+    how: str  # "here", "adverts at priority N", "ARP", "neighbour discovery"
+    #: Its BOSH instance name (e.g. `haproxy/1`), "" when unknown.
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        """How an operator reads it: `haproxy/1 (192.0.2.11)`, or the MAC of a stranger."""
+        if not self.address:
+            return f"a machine outside the group [{self.mac}]"
+        return f"{self.name} ({self.address})" if self.name else self.address
+
+
+def members_by_mac(cfg: JobConfig, here_macs: dict[str, str], answers: dict[IPAddress, list[str]]) -> dict[str, Member]:
+    """MAC -> group member: this VM's interfaces, and every configured peer that answered ARP or
+    neighbour discovery for its own address with exactly one MAC (pure)."""
+    me = Member(str(cfg.instance.ip), f"{cfg.instance.name}/{cfg.instance.index}")
+    out = {mac: me for mac in here_macs.values()}
+    for peer in cfg.peers:
+        macs = answers.get(peer.address, [])
+        if len(macs) == 1:
+            name = f"{cfg.instance.name}/{peer.index}" if peer.index is not None else ""
+            out.setdefault(macs[0], Member(str(peer.address), name))
+    return out
 
 
 @dataclass
@@ -93,7 +128,7 @@ class Survey:
             if s.verdict == "unowned":
                 out.append(f"{s.vip.name} ({s.vip.address}) has NO holder: clients get no answer")
             elif s.verdict == "split brain":
-                who = ", ".join(f"{h.address} [{h.mac}] ({h.how})" for h in s.holders)
+                who = ", ".join(f"{h.label} [{h.mac}] ({h.how})" for h in s.holders)
                 out.append(f"SPLIT BRAIN: {s.vip.name} ({s.vip.address}) is held by {len(s.holders)} VMs: {who}")
         return out
 
@@ -103,41 +138,64 @@ def take_survey(
     layout: Layout,
     observer: LiveObserver,
     listen: float,
-    arp: ArpProbe = vrrp.arp_who_has,
+    probe: NeighbourProbe = vrrp.who_has,
     mac_of: Callable[[str], str] = vrrp.local_mac,
     forwarding: Callable[[JobConfig], dict[str, str]] = preserve.forwarding_now,
     readers: Callable[[Layout], list[Reader]] = find_readers,
 ) -> Survey:
-    """Listen `listen` seconds for adverts, ask ARP, and put together who holds what."""
+    """Listen `listen` seconds for adverts, ask who has each VIP (ARP, IPv6 neighbour
+    discovery), and put together who holds what, every holder named by its VM."""
     observer.collect(listen)
     ka_problem = keepalived_problem(keepalived.process_states(layout))
     hold = read_hold(layout)
     holder_file_on = any(_holder_on(layout, v.name) for v in cfg.vips)
     own = effective_priority(cfg.priority, held=hold.active, holder=cfg.placement == "sticky" and holder_file_on)
+    interfaces = sorted({v.interface for v in cfg.vips})
+    here_macs = {i: mac_of(i) for i in interfaces}
+    answers = _ask_who_has(cfg, interfaces, probe)
+    members = members_by_mac(cfg, here_macs, {a: m for found in answers.values() for a, m in found.items()})
     now = time.monotonic()
     surveys = []
     for view in observer.views(own):
         vip = view.vip
         s = VipSurvey(vip=vip, local=view.local, state=view.state, master_here=view.master_here, here=view.here)
+        me = members[here_macs[vip.interface]]
         if view.local:
-            s.holders.append(Holder(mac_of(vip.interface), str(cfg.instance.ip), "here"))
+            s.holders.append(Holder(here_macs[vip.interface], me.address, "here", me.name))
         for src, adv in sorted(observer.sources.get((vip.virtual_router_id, vip.family), {}).items()):
-            s.peers_heard[str(src)] = adv.priority
+            # IPv6 adverts come from link-local addresses: the MAC tells which member sent them.
+            member = members.get(adv.mac, Member(str(src), ""))
+            s.peers_heard[member.address] = adv.priority
             # A master advertises every advert_int; older than ~1.5 intervals means it stopped.
             recent = now - adv.seen_at <= 1.5 * cfg.advert_int + 0.2
             if recent and adv.priority > 0 and all(h.mac != adv.mac for h in s.holders):
-                s.holders.append(Holder(adv.mac, str(src), f"adverts at priority {adv.priority}"))
-        if vip.family == 4:
-            try:
-                for mac, _ip in arp(vip.interface, vip.address, cfg.instance.ip, 0.2):
-                    if all(h.mac != mac for h in s.holders):
-                        s.holders.append(Holder(mac, str(vip.address), "ARP"))
-            except OSError as exc:
-                log.warning("ARP probe for %s failed: %s", vip.address, exc)
+                s.holders.append(Holder(adv.mac, member.address, f"adverts at priority {adv.priority}", member.name))
+        how = "ARP" if vip.family == 4 else "neighbour discovery"
+        for mac in answers.get(vip.interface, {}).get(vip.address, []):
+            if all(h.mac != mac for h in s.holders):
+                member = members.get(mac, Member("", ""))
+                s.holders.append(Holder(mac, member.address, how, member.name))
         surveys.append(s)
     return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout), forwarding(cfg),
                   keepalived_problem=ka_problem,
                   reader_problem=reader_problem(ka_problem is None, readers(layout)))
+
+
+def _ask_who_has(cfg: JobConfig, interfaces: list[str],
+                 probe: NeighbourProbe) -> dict[str, dict[IPAddress, list[str]]]:
+    """Per interface: who answers for its VIPs and for every configured peer's address (ARP for
+    IPv4, neighbour solicitation for IPv6), in one round per interface."""
+    sender = cfg.instance.ip if cfg.instance.ip.version == 4 else None
+    out: dict[str, dict[IPAddress, list[str]]] = {}
+    for interface in interfaces:
+        targets = [v.address for v in cfg.vips if v.interface == interface]
+        targets += [p.address for p in cfg.peers if p.address not in targets]
+        targets = [t for t in targets if t.version == 6 or sender is not None]
+        try:
+            out[interface] = probe(interface, targets, sender, PROBE_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            log.warning("asking who has %s on %s failed: %s", ", ".join(map(str, targets)), interface, exc)
+    return out
 
 
 def keepalived_problem(states: dict[str, str | None]) -> str | None:
@@ -173,8 +231,8 @@ def placement_problems(cfg: JobConfig, survey: Survey) -> list[str]:
         return ["no bootstrap instance known: cannot check preferred placement"]
     out = []
     for s in survey.vips:
-        if s.verdict == "ok" and s.holders[0].address not in (str(want), str(s.vip.address)):
-            out.append(f"{s.vip.name} is held by {s.holders[0].address}, not by the bootstrap VM {want}")
+        if s.verdict == "ok" and s.holders[0].address not in (str(want), ""):
+            out.append(f"{s.vip.name} is held by {s.holders[0].label}, not by the bootstrap VM {want}")
     return out
 
 
@@ -223,7 +281,7 @@ def format_survey(cfg: JobConfig, survey: Survey) -> str:
         + (f"  HELD ({', '.join(survey.hold.reasons)})" if survey.hold.active else ""),
     ]
     for s in survey.vips:
-        holders = ", ".join(f"{h.address} ({h.how})" for h in s.holders) or "nobody"
+        holders = ", ".join(f"{h.label} ({h.how})" for h in s.holders) or "nobody"
         heard = ", ".join(f"{a}@{p}" for a, p in s.peers_heard.items()) or "none"
         lines.append(
             f"  {s.vip.name} {s.vip.address} vrid {s.vip.virtual_router_id} on {s.vip.interface}: "
