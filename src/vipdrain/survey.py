@@ -119,6 +119,8 @@ class Survey:
     keepalived_problem: str | None = None
     #: Why keepalived's reports are not recorded here (`notify.reader_problem`), or None.
     reader_problem: str | None = None
+    #: Configured peers (as `haproxy/1 (192.0.2.11)`) no advert was heard from on any VIP.
+    not_heard: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
@@ -176,9 +178,12 @@ def take_survey(
                 member = members.get(mac, Member("", ""))
                 s.holders.append(Holder(mac, member.address, how, member.name))
         surveys.append(s)
+    heard = {a for s in surveys for a in s.peers_heard}
+    not_heard = [f"{cfg.instance.name}/{p.index} ({p.address})" if p.index is not None else str(p.address)
+                 for p in cfg.peers if str(p.address) not in heard]
     return Survey(surveys, hold, cfg.priority, own, recent_transitions(layout), forwarding(cfg),
                   keepalived_problem=ka_problem,
-                  reader_problem=reader_problem(ka_problem is None, readers(layout)))
+                  reader_problem=reader_problem(ka_problem is None, readers(layout)), not_heard=not_heard)
 
 
 def _ask_who_has(cfg: JobConfig, interfaces: list[str],
@@ -267,6 +272,8 @@ def survey_dict(cfg: JobConfig, survey: Survey) -> dict[str, object]:
             for s in survey.vips
         ],
         "forwarding": survey.forwarding,
+        "keepalived_running_here": survey.keepalived_problem is None,
+        "peers_not_heard": survey.not_heard,
         "last_transitions": [t.__dict__ for t in survey.transitions],
         "problems": survey.problems,
         "warnings": list(survey.hold.warnings),
@@ -290,6 +297,9 @@ def format_survey(cfg: JobConfig, survey: Survey) -> str:
         )
         if s.stale_report:
             lines.append(f"    ({s.stale_report})")
+    if survey.not_heard:
+        lines.append(f"  not heard on the wire: {', '.join(survey.not_heard)} (VRRP backups are silent; a member "
+                     "whose keepalived is not running is too, and its own status and post-deploy fail)")
     for vip, mac in sorted(survey.forwarding.items()):
         lines.append(f"  forwarding the old connections of {vip} to {mac} (vipdrain.drain.preserve_connections)")
     for t in survey.transitions[-5:]:

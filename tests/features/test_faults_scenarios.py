@@ -34,6 +34,13 @@ def notify_reader_killed(lab: Lab, story: Story, vm: str) -> None:
     story.note(f"kill -9 of {vm}'s notify reader (pid {', '.join(map(str, pids))})")
 
 
+@given(parsers.parse("{vm}'s keepalived is stopped as monit stops it"))
+def keepalived_stopped(lab: Lab, story: Story, vm: str) -> None:
+    """SIGTERM and wait (monit stop): keepalived resigns and removes its VIPs, then is gone."""
+    assert lab.vm(vm).stop_keepalived(), f"{vm}'s keepalived did not stop"
+    story.note(f"{vm}'s keepalived stopped (SIGTERM, as monit stop)")
+
+
 @then(parsers.parse('the command does not say "{text}"'))
 def command_does_not_say(command: Call, text: str) -> None:
     assert text not in command.stdout, str(command)

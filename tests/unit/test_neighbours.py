@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import time
 
 from vipdrain import vrrp
 from vipdrain.model import InstanceSpec, JobConfig, Peer, Vip
@@ -64,3 +65,37 @@ def test_a_holder_reads_as_its_vm_or_as_a_stranger():
     assert Holder("02:00:00:00:00:11", "192.0.2.11", "ARP", "haproxy/1").label == "haproxy/1 (192.0.2.11)"
     assert Holder("02:00:00:00:00:99", "", "neighbour discovery").label == (
         "a machine outside the group [02:00:00:00:00:99]")
+
+
+def test_a_survey_names_holders_and_peers_by_vm_and_lists_the_silent_ones(tmp_path):
+    from vipdrain.layout import Layout
+    from vipdrain.observe import LiveObserver
+    from vipdrain.survey import take_survey
+    from vipdrain.verdicts import PeerAdvert
+
+    job = cfg()
+    asked = []
+
+    def probe(interface, targets, sender, timeout):
+        asked.append((interface, targets, sender))
+        return {V6("2001:db8::100"): ["02:00:00:00:00:12"],  # vm2 still answers for it: a leftover
+                ipaddress.ip_address("192.0.2.11"): ["02:00:00:00:00:11"],
+                ipaddress.ip_address("192.0.2.12"): ["02:00:00:00:00:12"],
+                ipaddress.ip_address("192.0.2.13"): ["02:00:00:00:00:13"]}
+
+    observer = LiveObserver(job, Layout(root=tmp_path), addresses=lambda: {"eth0": []},
+                            keepalived_alive=lambda _l: False)
+    # The survey judges advert age by time.monotonic (the observer's default clock).
+    heard = PeerAdvert(1, 3, 150, V6("fe80::11"), time.monotonic(), "02:00:00:00:00:11")
+    observer.sources[(1, 6)] = {V6("fe80::11"): heard}
+    survey = take_survey(job, Layout(root=tmp_path), observer, listen=0, probe=probe,
+                         mac_of=lambda _i: "02:00:00:00:00:10", forwarding=lambda _c: {}, readers=lambda _l: [])
+
+    assert asked == [("eth0", [V6("2001:db8::100"), *(p.address for p in job.peers)], job.instance.ip)]
+    (s,) = survey.vips
+    assert [(h.label, h.how) for h in s.holders] == [("haproxy/1 (192.0.2.11)", "adverts at priority 150"),
+                                                     ("haproxy/2 (192.0.2.12)", "neighbour discovery")]
+    assert s.peers_heard == {"192.0.2.11": 150}
+    assert survey.not_heard == ["haproxy/2 (192.0.2.12)", "haproxy/3 (192.0.2.13)"]
+    assert survey.problems[0].startswith("keepalived is not running here")
+    assert any(p.startswith("SPLIT BRAIN: vip_1") for p in survey.problems)
