@@ -4,8 +4,9 @@ Feature: keepalived's notify reader is dead
   notify-fifo`, which it starts once (when it starts or reloads) and never again: killed, the
   state files keep the last state read - MASTER on the master - while the VIP moves. The drain and
   `vipdrain status` judge this VM by what they see (the VIP on the interface, this VM's own adverts
-  on the wire, keepalived alive), with keepalived's report only a hint, and status says the
-  reader is gone.
+  on the wire, keepalived alive), with keepalived's report only a hint; status says the
+  reader is gone, and post-deploy starts a new one (the command keepalived runs, on the same
+  FIFO).
 
   Scenario: a BOSH drain of the master hands over at once and the deploy goes on
     Given the job property vipdrain.drain.timeout is 10
@@ -29,3 +30,13 @@ Feature: keepalived's notify reader is dead
     When the operator runs "vipdrain status" on vm0
     Then the command exits 1 and says "notify reader (vipdrain notify-fifo) is not running"
     And the command does not say "here MASTER"
+
+  Scenario: post-deploy starts a new notify reader, which records the transitions again
+    Given a running group of 2 VMs with advert_int 0.2 s
+    And vm0's notify reader is killed (kill -9)
+    When the operator runs "vipdrain post-deploy --timeout 10" on vm0
+    Then the command exits 0 and says "started a new notify reader"
+    When the operator runs "vipdrain drain" on vm0
+    Then the command exits 0 and says "handed over to"
+    When the operator runs "vipdrain status" on vm0
+    Then the command exits 0 and says "here BACKUP"

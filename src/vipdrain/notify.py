@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import shlex
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -170,3 +171,19 @@ def reader_problem(keepalived_running: bool, readers: Iterable[Reader]) -> str |
         return (f"keepalived's notify reader (vipdrain notify-fifo, pid {pids}) is stopped: the VRRP states "
                 "keepalived reports are not recorded here")
     return None
+
+
+def start_reader(layout: Layout) -> int:
+    """Start a new notify reader on keepalived's FIFO - the command keepalived itself runs - and
+    return its pid. keepalived keeps the FIFO open and what it wrote meanwhile waits there (up to
+    the pipe's size), so the new reader catches up in order. Detached: own session, no stdio
+    (a BOSH hook's caller waits for its output to close), it ends when keepalived closes the
+    FIFO. Start it only when no reader exists at all (two readers would split the lines)."""
+    from vipdrain.render import notify_fifo_command
+
+    if not layout.notify_fifo.is_fifo():
+        raise FileNotFoundError(f"{layout.notify_fifo} is no FIFO (keepalived not running?)")
+    argv = [*shlex.split(notify_fifo_command(layout)), str(layout.notify_fifo)]
+    with open(os.devnull, "r+b") as null:
+        proc = subprocess.Popen(argv, stdin=null, stdout=null, stderr=null, start_new_session=True)
+    return proc.pid
