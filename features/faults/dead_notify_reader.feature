@@ -20,7 +20,7 @@ Feature: keepalived's notify reader is dead
     And no request failed
     And the VIP ends on vm0
 
-  Scenario: maintenance by hand, then status shows what it sees and names the dead reader
+  Scenario: maintenance by hand, then status shows what it sees and names the dead reader, and a BOSH drain finds nothing to hand over
     Given the job property vipdrain.drain.timeout is 10
     And a running group of 2 VMs with advert_int 0.2 s
     And vm0's notify reader is killed (kill -9)
@@ -30,6 +30,11 @@ Feature: keepalived's notify reader is dead
     When the operator runs "vipdrain status" on vm0
     Then the command exits 1 and says "notify reader (vipdrain notify-fifo) is not running"
     And the command does not say "here MASTER"
+    When bosh deploys a new release to vm0 only
+    Then the deploy completes
+    And vm0's drain said "nothing to hand over"
+    And vm0's drain did not say "resign advert"
+    And vm0's drain returned within 5 s
 
   Scenario: post-deploy starts a new notify reader, which records the transitions again
     Given a running group of 2 VMs with advert_int 0.2 s

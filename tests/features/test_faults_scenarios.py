@@ -41,6 +41,13 @@ def keepalived_stopped(lab: Lab, story: Story, vm: str) -> None:
     story.note(f"{vm}'s keepalived stopped (SIGTERM, as monit stop)")
 
 
+@then(parsers.parse('{vm}\'s drain did not say "{text}"'))
+def drain_did_not_say(deploy: BoshRun, vm: str, text: str) -> None:
+    drains = deploy.calls_of("drain", vm)
+    assert drains, f"{vm} did not drain"
+    assert not any(text in c.stderr for c in drains), "\n".join(map(str, drains))
+
+
 @then(parsers.parse('the command does not say "{text}"'))
 def command_does_not_say(command: Call, text: str) -> None:
     assert text not in command.stdout, str(command)
