@@ -8,9 +8,10 @@ or no peer whose haproxy answers -> `no_peer_policy`. Otherwise keep a silent co
 lo, arm the peers (drain notices, with `preserve_connections`), put the hold on (priority 1
 through the track file: no reload, no restart), send the priority-0 resign advert, and wait -
 with a deadline - until every held VIP is verified to be elsewhere: a peer's adverts above our
-priority, its haproxy answering, the VIP gone from our interface, keepalived no longer MASTER
-here. The edges (observation, clock, sleep, addresses, notices) are passed in, so the decision
-runs in unit tests with fakes.
+priority, its haproxy answering, the VIP gone from our interface, this VM no longer master (its
+own adverts gone from the wire; keepalived's reported state is only a hint). The edges
+(observation, clock, sleep, addresses, notices) are passed in, so the decision runs in unit tests
+with fakes.
 """
 
 from __future__ import annotations

@@ -90,11 +90,7 @@ class LiveObserver:
         deadline = self._clock() + seconds
         while (left := deadline - self._clock()) > 0:
             ready, _, _ = select.select(self._listeners, [], [], left)
-            for listener in ready:
-                packet = listener.next(0)
-                while packet is not None:
-                    self._record(packet)
-                    packet = listener.next(0)
+            self._take_queued(ready)
             if ready and until_first:
                 return
 
@@ -113,9 +109,9 @@ class LiveObserver:
         self.latest[key] = seen
         self.sources.setdefault(key, {})[a.src] = seen
 
-    def _take_queued(self) -> None:
-        """Record the adverts already queued on the sockets (no waiting)."""
-        for listener in self._listeners:
+    def _take_queued(self, listeners: list[vrrp.AdvertListener] | None = None) -> None:
+        """Record the adverts already queued on `listeners` (default: all), without waiting."""
+        for listener in self._listeners if listeners is None else listeners:
             packet = listener.next(0)
             while packet is not None:
                 self._record(packet)

@@ -7,6 +7,7 @@ the lock runs (no keepalived, no sockets), so no root is needed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from vipdrain import hold
 from vipdrain.fsutil import LockBusy, lock_holders, locked
 from vipdrain.layout import Layout
 
@@ -29,10 +31,9 @@ HOLD = ("import fcntl, sys, time\n"
 SLACK = 10.0
 
 
-@pytest.fixture
-def stopped_holder(tmp_path: Path) -> Iterator[int]:
-    """A process holding the job's drain lock, stopped (SIGSTOP); killed by pid afterwards."""
-    lock = Layout(root=tmp_path).drain_lock
+@contextlib.contextmanager
+def stopped_holding(lock: Path) -> Iterator[int]:
+    """A process holding a flock on `lock`, stopped (SIGSTOP); killed by pid afterwards."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
@@ -42,6 +43,13 @@ def stopped_holder(tmp_path: Path) -> Iterator[int]:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def stopped_holder(tmp_path: Path) -> Iterator[int]:
+    """A stopped process holding the job's drain lock."""
+    with stopped_holding(Layout(root=tmp_path).drain_lock) as pid:
+        yield pid
 
 
 def drain(tmp_path: Path, raw_config: dict[str, Any], policy: str, *bosh_args: str) -> tuple[
@@ -85,3 +93,10 @@ def test_locked_gives_up_and_names_the_holder(tmp_path, stopped_holder):
 def test_locked_with_a_deadline_takes_a_free_lock(tmp_path):
     with locked(tmp_path / "free.lock", timeout=0.2):
         assert lock_holders(tmp_path / "free.lock") == [os.getpid()]
+
+
+def test_the_hold_lock_has_a_deadline_too(tmp_path, monkeypatch):
+    layout = Layout(root=tmp_path)
+    monkeypatch.setattr(hold, "HOLD_LOCK_TIMEOUT", 0.2)
+    with stopped_holding(layout.run_dir / "hold.lock") as pid, pytest.raises(LockBusy, match=f"pid {pid}"):
+        hold.set_hold(layout, add=("drain",))
