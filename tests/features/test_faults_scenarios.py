@@ -3,12 +3,19 @@ deploy, the drain killed mid-way."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 
+import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 from rollout_support import BoshRun, Call, Story, Traffic, run_vipdrain
 
+from vipdrain.fsutil import lock_holders
+from vipdrain.lab import netns
 from vipdrain.lab.cluster import Lab
+from vipdrain.waiting import wait_until
 
 scenarios("faults")
 
@@ -39,6 +46,25 @@ def keepalived_stopped(lab: Lab, story: Story, vm: str) -> None:
     """SIGTERM and wait (monit stop): keepalived resigns and removes its VIPs, then is gone."""
     assert lab.vm(vm).stop_keepalived(), f"{vm}'s keepalived did not stop"
     story.note(f"{vm}'s keepalived stopped (SIGTERM, as monit stop)")
+
+
+@given(parsers.parse("an operator's drain on {vm} is stopped (Ctrl-Z) holding the drain lock"))
+def drain_stopped_holding_the_lock(lab: Lab, story: Story, request: pytest.FixtureRequest, vm: str) -> None:
+    """`vipdrain drain` started in the VM, stopped (SIGSTOP, as Ctrl-Z) once it holds the lock;
+    killed by its pid when the scenario ends (before the lab goes)."""
+    target = lab.vm(vm)
+    proc = subprocess.Popen(netns.exec_argv(target.namespace, [str(target.wrapper), "drain"]), env=target.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill() -> None:
+        proc.kill()
+        proc.wait()
+
+    request.addfinalizer(kill)
+    assert wait_until(lambda: proc.pid in lock_holders(target.layout.drain_lock), budget=30, step=0.01), (
+        f"{vm}'s operator drain never took the drain lock")
+    os.kill(proc.pid, signal.SIGSTOP)
+    story.note(f"an operator's drain on {vm} (pid {proc.pid}) stopped holding the drain lock")
 
 
 @then(parsers.parse('{vm}\'s drain did not say "{text}"'))
