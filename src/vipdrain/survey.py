@@ -50,9 +50,9 @@ class Holder:
 
     @property
     def label(self) -> str:
-        """How an operator reads it: `haproxy/1 (192.0.2.11)`, or the MAC of a stranger."""
+        """How an operator reads it: `haproxy/1 (192.0.2.11)`; a stranger by its MAC."""
         if not self.address:
-            return f"a machine outside the group [{self.mac}]"
+            return f"a machine outside the group ({self.mac})"
         return f"{self.name} ({self.address})" if self.name else self.address
 
 

@@ -64,7 +64,7 @@ def test_members_are_told_by_the_mac_that_answers_for_their_address():
 def test_a_holder_reads_as_its_vm_or_as_a_stranger():
     assert Holder("02:00:00:00:00:11", "192.0.2.11", "ARP", "haproxy/1").label == "haproxy/1 (192.0.2.11)"
     assert Holder("02:00:00:00:00:99", "", "neighbour discovery").label == (
-        "a machine outside the group [02:00:00:00:00:99]")
+        "a machine outside the group (02:00:00:00:00:99)")
 
 
 def test_a_survey_names_holders_and_peers_by_vm_and_lists_the_silent_ones(tmp_path):
