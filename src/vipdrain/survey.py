@@ -82,10 +82,14 @@ class VipSurvey:
     master_here: bool | None = None
     #: Why `master_here` is what it is.
     here: str = ""
+    #: "keepalived not running" / "keepalived stopped" when it is (`keepalived_down`), else None.
+    down: str | None = None
 
     @property
     def seen_state(self) -> str:
         """This VM's role for this VIP as seen, keepalived's report where nothing contradicts it."""
+        if self.down:
+            return self.down
         if self.master_here is True:
             return "MASTER"
         if self.master_here is False and self.state in (None, "MASTER"):
@@ -148,7 +152,8 @@ def take_survey(
     """Listen `listen` seconds for adverts, ask who has each VIP (ARP, IPv6 neighbour
     discovery), and put together who holds what, every holder named by its VM."""
     observer.collect(listen)
-    ka_problem = keepalived_problem(keepalived.process_states(layout))
+    states = keepalived.process_states(layout)
+    ka_problem, down = keepalived_problem(states), keepalived_down(states)
     hold = read_hold(layout)
     holder_file_on = any(_holder_on(layout, v.name) for v in cfg.vips)
     own = effective_priority(cfg.priority, held=hold.active, holder=cfg.placement == "sticky" and holder_file_on)
@@ -160,7 +165,8 @@ def take_survey(
     surveys = []
     for view in observer.views(own):
         vip = view.vip
-        s = VipSurvey(vip=vip, local=view.local, state=view.state, master_here=view.master_here, here=view.here)
+        s = VipSurvey(vip=vip, local=view.local, state=view.state, master_here=view.master_here, here=view.here,
+                      down=down)
         me = members[here_macs[vip.interface]]
         if view.local:
             s.holders.append(Holder(here_macs[vip.interface], me.address, "here", me.name))
@@ -201,6 +207,15 @@ def _ask_who_has(cfg: JobConfig, interfaces: list[str],
         except (OSError, ValueError) as exc:
             log.warning("asking who has %s on %s failed: %s", ", ".join(map(str, targets)), interface, exc)
     return out
+
+
+def keepalived_down(states: dict[str, str | None]) -> str | None:
+    """A VM's role while its keepalived is gone or stopped, whatever it last reported (pure)."""
+    if any(state is None for state in states.values()):
+        return "keepalived not running"
+    if any(state == "T" for state in states.values()):
+        return "keepalived stopped"
+    return None
 
 
 def keepalived_problem(states: dict[str, str | None]) -> str | None:

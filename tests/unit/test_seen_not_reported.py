@@ -12,7 +12,7 @@ from vipdrain.layout import Layout
 from vipdrain.model import Vip
 from vipdrain.notify import Reader, reader_problem, record_transition
 from vipdrain.observe import LiveObserver
-from vipdrain.survey import VipSurvey, keepalived_problem
+from vipdrain.survey import VipSurvey, keepalived_down, keepalived_problem
 from vipdrain.verdicts import PeerAdvert, VipView, holds_vip, local_not_master, master_here
 
 V4 = ipaddress.ip_address
@@ -113,3 +113,14 @@ def test_status_shows_the_seen_role_and_calls_a_contradicted_report_stale():
     assert (agreed.seen_state, agreed.stale_report) == ("BACKUP", None)
     unknown = VipSurvey(vip=VIP, local=False, state="MASTER")
     assert (unknown.seen_state, unknown.stale_report) == ("MASTER", None)
+    gone = VipSurvey(vip=VIP, local=False, state="BACKUP", master_here=False, down="keepalived not running")
+    assert gone.seen_state == "keepalived not running"
+
+
+@pytest.mark.parametrize(("states", "down"), [
+    ({"parent": None, "vrrp": "S"}, "keepalived not running"),
+    ({"parent": "T", "vrrp": "S"}, "keepalived stopped"),
+    ({"parent": "S", "vrrp": "R"}, None),
+])
+def test_keepalived_down(states, down):
+    assert keepalived_down(states) == down
