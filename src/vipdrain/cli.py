@@ -140,12 +140,18 @@ def _cmd_post_start(args: argparse.Namespace) -> int:
 
 def _cmd_drain(args: argparse.Namespace) -> int:
     """BOSH's drain: whatever happens, stdout gets one integer line or nothing at all."""
+    import contextlib
+    import logging
     import os
+    import time
 
-    from vipdrain.drain import Drain, parse_drain_args
-    from vipdrain.fsutil import locked
+    from vipdrain.drain import Drain, drain_lock_busy, parse_drain_args
+    from vipdrain.fsutil import LockBusy, locked
+    from vipdrain.keepalived import running
+    from vipdrain.notify import find_readers, reader_problem
     from vipdrain.observe import LiveObserver
 
+    began = time.monotonic()
     layout = _layout(args)
     dargs = parse_drain_args(args.bosh_args)
     # Keep fd 1 for the final integer only: our logs and any child process write to stderr.
@@ -156,9 +162,18 @@ def _cmd_drain(args: argparse.Namespace) -> int:
         cfg = _drain_config(args, layout, dargs.manual)
         if cfg is not None:
             progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
+            if problem := reader_problem(running(layout), find_readers(layout)):
+                logging.getLogger("vipdrain").warning("%s", problem)
             try:
-                with locked(layout.drain_lock), LiveObserver(cfg, layout) as observer:
-                    outcome = Drain(cfg, layout, observer, progress=progress).run(dargs)
+                with contextlib.ExitStack() as stack:
+                    try:
+                        # A drain stopped while holding the lock (Ctrl-Z) must not make BOSH wait forever.
+                        stack.enter_context(locked(layout.drain_lock, timeout=cfg.drain.timeout))
+                    except LockBusy as exc:
+                        outcome = drain_lock_busy(cfg, dargs, str(exc))
+                    else:
+                        observer = stack.enter_context(LiveObserver(cfg, layout))
+                        outcome = Drain(cfg, layout, observer, progress=progress, began=began).run(dargs)
             except VipdrainError:
                 _drain_metrics(cfg, layout, None)
                 raise
@@ -170,8 +185,6 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     if cfg is None:
         sys.stdout.write("0\n")
         return EXIT_OK
-    import logging
-
     logging.getLogger("vipdrain").info("drain: %s", outcome.summary)
     if dargs.manual:
         print(f"maintenance on: {outcome.summary}")

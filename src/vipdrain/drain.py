@@ -10,7 +10,8 @@ fenced it, then the next one is the taker. Keep a silent copy of each VIP on lo,
 (drain notices, with `preserve_connections`), put the hold on (priority 1 through the track file:
 no reload, no restart), send the priority-0 resign advert to the taker alone, and wait - with a
 deadline - until every held VIP is verified to be elsewhere: a peer's adverts above our priority,
-its haproxy answering, the VIP gone from our interface, keepalived no longer MASTER here. Then
+its haproxy answering, the VIP gone from our interface, this VM no longer master (its own adverts
+gone from the wire; keepalived's reported state is only a hint). Then
 confirm it for a short window (the holder keeps advertising and answering; a backup that was
 still racing would have preempted it by then) before reporting the holder. An `undrain` while
 the drain waits cancels it: the drain fails (nothing on stdout) and leaves the VM serving.
@@ -168,6 +169,9 @@ class Drain:
     stop_announcing: Callable[[Layout], None] = end_handoff
     #: Connections to the VIPs this VM still serves (what the grace period is for).
     connections: Callable[[list[IPAddress]], int] = open_connections
+    #: When this drain call began (`clock`), if before `run`: the wait for the drain lock counts
+    #: against `drain.timeout` too.
+    began: float | None = None
     _resigned_at: float | None = field(default=None, init=False)
     _resigns: int = field(default=0, init=False)
     #: The peer that is to take over (resign adverts go to it alone); None: any.
@@ -194,7 +198,7 @@ class Drain:
                  len(self.cfg.vips))
         if args.action == "job_check_status":
             return self._check_status(args)
-        began = self.clock()
+        began = self.began if self.began is not None else self.clock()
         views = self.observer.views(self.own_priority)
         decision, why = plan(views, self.cfg.peers)
         log.info("%s: %s", decision.value, why)
@@ -473,3 +477,20 @@ class Drain:
         )
         log.error("%s", failure)  # in vipdrain.log too, which `bosh logs` collects
         raise failure
+
+
+def drain_lock_busy(cfg: JobConfig, args: DrainArgs, why: str) -> DrainOutcome:
+    """Another drain held the drain lock past `drain.timeout` (stopped: Ctrl-Z, SIGSTOP). Nothing
+    was changed here; the hold and notices are the other drain's, not ours to lift.
+
+    BOSH (`proceed`): 0, so BOSH stops keepalived - which resigns as it stops (priority-0 advert),
+    and the best backup takes the VIP: the unverified handoff `proceed` accepts. BOSH (`fail`) and
+    an operator's drain: a failure, this VM keeps its VIPs (an operator's maintenance was not put on).
+    """
+    if not args.manual and cfg.drain.no_peer_policy == "proceed":
+        log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': keepalived resigns "
+                    "when BOSH stops it", why)
+        return DrainOutcome(0, f"proceeding without handoff: {why}")
+    raise RuntimeFailure(f"another drain holds the drain lock: {why}. "
+                         + ("Maintenance is not on: resume or kill that drain and run `vipdrain drain` again"
+                            if args.manual else "vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs"))

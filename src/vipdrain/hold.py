@@ -25,6 +25,9 @@ REASONS: tuple[Reason, ...] = ("drain", "maintenance", "joining")
 #: Reasons kept on disk across reboots; the others live on the tmpfs.
 PERSISTENT: tuple[Reason, ...] = ("maintenance",)
 
+#: Seconds to wait for the hold lock (its holders keep it for milliseconds).
+HOLD_LOCK_TIMEOUT = 5.0
+
 
 @dataclass(frozen=True)
 class Hold:
@@ -94,7 +97,9 @@ def set_hold(
     corrupt, so a hold can always be cleared.
     """
     stamp = time.time() if now is None else now
-    with locked(layout.run_dir / "hold.lock"):
+    # Held for a few file writes: a holder still there after HOLD_LOCK_TIMEOUT is stopped (Ctrl-Z),
+    # and waiting for it forever would hang whoever called (a BOSH drain: the deploy).
+    with locked(layout.run_dir / "hold.lock", timeout=HOLD_LOCK_TIMEOUT):
         current = read_hold(layout)
         since = {k: v for k, v in current.since.items() if k not in remove}
         for reason in add:

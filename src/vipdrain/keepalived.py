@@ -24,7 +24,7 @@ from pathlib import Path
 from vipdrain.errors import RuntimeFailure
 from vipdrain.fsutil import atomic_write
 from vipdrain.layout import Layout
-from vipdrain.procs import alive, read_pid
+from vipdrain.procs import alive, read_pid, state_of
 
 KEEPALIVED_ENV = "VIPDRAIN_KEEPALIVED"
 CHECK_TIMEOUT = 30.0
@@ -145,6 +145,16 @@ def running(layout: Layout) -> bool:
         (pid := read_pid(path)) is not None and is_ours(pid, layout)
         for path in (layout.pid_file, layout.vrrp_pid_file)
     )
+
+
+def process_states(layout: Layout) -> dict[str, str | None]:
+    """/proc state letter of this job's keepalived parent and VRRP child ("parent", "vrrp"), None
+    for one not running: `running` in detail (a stopped keepalived, state T, is running but silent)."""
+    out: dict[str, str | None] = {}
+    for role, path in (("parent", layout.pid_file), ("vrrp", layout.vrrp_pid_file)):
+        pid = read_pid(path)
+        out[role] = state_of(pid, "keepalived") if pid is not None and is_ours(pid, layout) else None
+    return out
 
 
 def clear_stale_pid_files(layout: Layout) -> list[Path]:

@@ -17,7 +17,7 @@ from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
 from vipdrain.keepalived import running as keepalived_running
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
-from vipdrain.notify import read_state
+from vipdrain.notify import find_readers, read_state, start_reader
 from vipdrain.observe import LiveObserver
 from vipdrain.priority import effective_priority
 from vipdrain.survey import Survey, placement_problems, take_survey
@@ -181,6 +181,13 @@ def post_deploy(
     Clearing a hold can start one last (make-before-break) move, hence the wait.
     """
     warnings = []
+    if keepalived_running(layout) and not find_readers(layout):
+        # keepalived starts its notify reader only when it starts or reloads.
+        try:
+            warnings.append(f"keepalived's notify reader was gone: started a new notify reader (pid "
+                            f"{start_reader(layout)})")
+        except OSError as exc:
+            warnings.append(f"keepalived's notify reader is gone and could not be started: {exc}")
     leftover = read_hold(layout)
     if leftover.active:
         warnings.append(f"cleared a leftover hold ({', '.join(leftover.reasons) or 'unexplained'})")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from vipdrain.fsutil import atomic_write
 from vipdrain.layout import Layout
+from vipdrain.procs import state_of
 
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP", "DELETED")
 
@@ -121,3 +124,72 @@ def follow_fifo(layout: Layout, lines: Iterable[str],
             if on_transition is not None and parsed[0].upper() == "INSTANCE":
                 on_transition(t)
     return count
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A running `vipdrain notify-fifo` of this job: its pid and /proc state letter (T: stopped)."""
+
+    pid: int
+    state: str
+
+
+def find_readers(layout: Layout) -> list[Reader]:
+    """This job's notify readers: processes whose argv runs `notify-fifo` on `layout.notify_fifo`.
+
+    keepalived starts the reader once, when it (re)loads its config, and only logs
+    "vrrp notify fifo script terminated" when it exits (keepalived/vrrp/vrrp.c,
+    vrrp_notify_fifo_script_exit); nothing starts it again. Matched by the FIFO's path, which
+    keepalived appends to the command: lab VMs share one PID namespace.
+    """
+    fifo = os.fsencode(str(layout.notify_fifo))
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"notify-fifo" not in argv or fifo not in argv:
+            continue
+        state = state_of(int(entry.name))
+        if state is not None:
+            out.append(Reader(int(entry.name), state))
+    return out
+
+
+def reader_problem(keepalived_running: bool, readers: Iterable[Reader]) -> str | None:
+    """Why keepalived's reports are not being recorded here, or None (pure).
+
+    Without a reader keepalived's transitions stay in the FIFO (lost once it is full), the state
+    files keep the last state read, and with `placement: sticky` the holder file stops following.
+    """
+    if not keepalived_running:
+        return None
+    readers = list(readers)
+    if not readers:
+        return ("keepalived's notify reader (vipdrain notify-fifo) is not running: the VRRP states "
+                "keepalived reports are not recorded here (vipdrain judges by what it sees on the wire); "
+                "keepalived starts it only when it starts or reloads: restart keepalived")
+    if all(r.state == "T" for r in readers):
+        pids = ", ".join(str(r.pid) for r in readers)
+        return (f"keepalived's notify reader (vipdrain notify-fifo, pid {pids}) is stopped: the VRRP states "
+                "keepalived reports are not recorded here")
+    return None
+
+
+def start_reader(layout: Layout) -> int:
+    """Start a new notify reader on keepalived's FIFO - the command keepalived itself runs - and
+    return its pid. keepalived keeps the FIFO open and what it wrote meanwhile waits there (up to
+    the pipe's size), so the new reader catches up in order. Detached: own session, no stdio
+    (a BOSH hook's caller waits for its output to close), it ends when keepalived closes the
+    FIFO. Start it only when no reader exists at all (two readers would split the lines)."""
+    from vipdrain.render import notify_fifo_command
+
+    if not layout.notify_fifo.is_fifo():
+        raise FileNotFoundError(f"{layout.notify_fifo} is no FIFO (keepalived not running?)")
+    argv = [*shlex.split(notify_fifo_command(layout)), str(layout.notify_fifo)]
+    with open(os.devnull, "r+b") as null:
+        proc = subprocess.Popen(argv, stdin=null, stdout=null, stderr=null, start_new_session=True)
+    return proc.pid

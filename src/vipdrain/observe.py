@@ -15,7 +15,7 @@ from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import read_state_file
-from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip
+from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip, master_here
 
 log = logging.getLogger("vipdrain.observe")
 
@@ -34,11 +34,18 @@ class LiveObserver:
         layout: Layout,
         addresses: Callable[[], dict[str, list[IPAddress]]] = netstate.local_addresses,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        keepalived_alive: Callable[[Layout], bool] = keepalived.running,
     ) -> None:
         self.cfg = cfg
         self.layout = layout
         self._addresses = addresses
         self._clock = clock
+        self._wall = wall
+        self._keepalived_alive = keepalived_alive
+        #: When the listeners opened: silence from our own keepalived means something only after
+        #: a whole advert window of listening.
+        self.opened_at: float | None = None
         self._listeners: list[vrrp.AdvertListener] = []
         #: Latest advert per (VRID, address family) from anyone but us.
         self.latest: dict[tuple[int, int], PeerAdvert] = {}
@@ -48,6 +55,8 @@ class LiveObserver:
         self.own: list[tuple[float, int]] = []
         #: The peer resign adverts go to, with its MAC (`prepare_resign`).
         self._resign_to: tuple[IPAddress, str, str] | None = None  # (peer, interface, MAC)
+        #: Our own keepalived's latest advert above priority 0 per (VRID, family): it is master.
+        self.own_latest: dict[tuple[int, int], PeerAdvert] = {}
         #: Each VIP's state file, read on every look (`views`).
         self._state_files = {vip.name: layout.state_file(vip.name) for vip in cfg.vips}
         #: Called with every advert from another machine, as it is recorded (vipdrain.foreign).
@@ -57,6 +66,7 @@ class LiveObserver:
         try:
             for interface in sorted({v.interface for v in self.cfg.vips}):
                 self._listeners.append(vrrp.AdvertListener(interface, include_outgoing=True))
+            self.opened_at = self._clock()
         except BaseException:
             self.close()
             raise
@@ -75,17 +85,18 @@ class LiveObserver:
         """An advert older than this no longer proves its sender is master (RFC Master_Down_Interval)."""
         return 3 * self.cfg.advert_int + 0.5
 
+    @property
+    def master_window(self) -> float:
+        """A master advertises every advert_int: silent this long, it is not master."""
+        return 1.5 * self.cfg.advert_int + 0.2
+
     def collect(self, seconds: float, *, until_first: bool = False) -> None:
         """Record adverts from every interface for `seconds`; with `until_first`, return as soon as
         some arrived (the drain then looks at once instead of at the end of its poll interval)."""
         deadline = self._clock() + seconds
         while (left := deadline - self._clock()) > 0:
             ready, _, _ = select.select(self._listeners, [], [], left)
-            for listener in ready:
-                packet = listener.next(0)
-                while packet is not None:
-                    self._record(packet)
-                    packet = listener.next(0)
+            self._take_queued(ready)
             if ready and until_first:
                 return
 
@@ -97,18 +108,33 @@ class LiveObserver:
         key = (a.vrid, a.src.version)
         if packet.outgoing:
             self.own.append((seen.seen_at, a.priority))
+            # Priority 0 is a resign (ours, or keepalived stopping): no claim to be master.
+            if a.priority > 0:
+                self.own_latest[key] = seen
             return
         for tap in self.taps:
             tap(packet)
         self.latest[key] = seen
         self.sources.setdefault(key, {})[a.src] = seen
 
+    def _take_queued(self, listeners: list[vrrp.AdvertListener] | None = None) -> None:
+        """Record the adverts already queued on `listeners` (default: all), without waiting."""
+        for listener in self._listeners if listeners is None else listeners:
+            packet = listener.next(0)
+            while packet is not None:
+                self._record(packet)
+                packet = listener.next(0)
+
     def views(self, own_priority: int) -> list[VipView]:
         """One observation of every VIP of the job."""
+        self._take_queued()
         # Sets: each VIP is looked up in its interface's addresses (many, with many VIPs).
         local = {name: set(ips) for name, ips in self._addresses().items()}
         mine = set().union(*local.values(), {self.cfg.instance.ip})
         now = self._clock()
+        wall_now = self._wall()
+        running = self._keepalived_alive(self.layout)
+        listened = now - self.opened_at if self.opened_at is not None else 0.0
         out = []
         serving: dict[IPAddress, str | None] = {}
         for vip in self.cfg.vips:
@@ -122,6 +148,11 @@ class LiveObserver:
                 problem = serving[peer.source]
             draining = recent if recent and recent.source not in mine and 0 < recent.priority <= own_priority else None
             state = read_state_file(self._state_files[vip.name])
+            here, why = master_here(
+                vip, keepalived_running=running, own=self.own_latest.get((vip.virtual_router_id, vip.family)),
+                now=now, listened=listened, window=self.master_window,
+                hint=state.state if state else None, hint_age=wall_now - state.time if state else None,
+            )
             out.append(VipView(
                 vip=vip,
                 # Only the VIP's own interface counts: a copy on lo (see vipdrain.vipaddr) is silent.
@@ -131,11 +162,13 @@ class LiveObserver:
                 own_priority=own_priority,
                 draining_peer=draining,
                 peer_problem=problem,
+                master_here=here,
+                here=why,
             ))
         return out
 
     def keepalived_running(self) -> bool:
-        return keepalived.running(self.layout)
+        return self._keepalived_alive(self.layout)
 
     def peer_problem(self, address: IPAddress) -> str | None:
         """Why the peer's haproxy does not answer haproxy.probe's request (its port and path) on the

@@ -20,16 +20,22 @@ def read_pid(pid_file: Path) -> int | None:
 
 def alive(pid: int, name: str | None = None) -> bool:
     """Is `pid` running (not a zombie), and - if `name` is given - is its command `name`?"""
+    return state_of(pid, name) is not None
+
+
+def state_of(pid: int, name: str | None = None) -> str | None:
+    """The /proc state letter of `pid` (R, S, D, T for stopped...), None when it is gone, a zombie,
+    or - if `name` is given - not running command `name`."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
+        return None
     # Field 3, after the parenthesised command (which may itself contain spaces or parens).
     comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     state = stat[stat.rindex(")") + 2 :].split(" ", 1)[0]
-    if state in ("Z", "X"):
-        return False
-    return name is None or comm == name[:15]
+    if state in ("Z", "X") or (name is not None and comm != name[:15]):
+        return None
+    return state
 
 
 def running_pid(pid_file: Path, name: str | None = None) -> int | None:

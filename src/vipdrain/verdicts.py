@@ -45,6 +45,11 @@ class VipView:
     draining_peer: PeerAdvert | None = None
     #: Why the peer that is master cannot serve (its haproxy does not answer), if it cannot.
     peer_problem: str | None = None
+    #: Is this VM master of the VIP's VRID, as observed (`master_here`)? None: not observed long
+    #: enough to tell, `state` (keepalived's last report) is all there is.
+    master_here: bool | None = None
+    #: Why `master_here` is what it is, in a sentence.
+    here: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,52 @@ Check = Callable[[VipView], Verdict]
 
 
 def local_not_master(v: VipView) -> Verdict:
+    """This VM no longer acts as master: observed (our adverts, keepalived alive), keepalived's
+    report only when there is no observation yet."""
+    if v.master_here is not None:
+        return Verdict(not v.master_here, v.here)
     if v.state == "MASTER":
         return Verdict(False, f"keepalived still reports {v.vip.name} as MASTER here")
     return Verdict(True, f"{v.vip.name} is {v.state or 'not reported'} here")
+
+
+#: keepalived's states in which it does not advertise.
+NOT_ADVERTISING = ("BACKUP", "FAULT", "STOP", "DELETED")
+
+
+def master_here(
+    vip: Vip,
+    *,
+    keepalived_running: bool,
+    own: PeerAdvert | None,
+    now: float,
+    listened: float,
+    window: float,
+    hint: str | None = None,
+    hint_age: float | None = None,
+) -> tuple[bool | None, str]:
+    """Is this VM master of `vip`'s VRID, judged from what is seen? (pure)
+
+    A master advertises every advert_int, so: keepalived not running -> no; our own advert (above
+    priority 0) within `window` s -> yes, unless keepalived reported a non-advertising state
+    after that advert (it steps down the instant it hears a better master: the report is the fast
+    path); silent for a whole `window` -> no. Listened less than `window` and silent: None - the
+    caller may fall back to keepalived's report (`hint`), which is stale when its notify reader
+    is dead. `now` and `own.seen_at` share a clock; `hint_age` is seconds since the report.
+    """
+    vrid = vip.virtual_router_id
+    if not keepalived_running:
+        return False, f"keepalived is not running here: nothing here advertises VRID {vrid}"
+    age = now - own.seen_at if own is not None else None
+    if own is not None and age is not None and age <= window:
+        if hint in NOT_ADVERTISING and hint_age is not None and hint_age < age:
+            return False, f"{vip.name} is {hint} here (reported after this VM's last advert)"
+        return True, (f"this VM still advertises VRID {vrid} (priority {own.priority}, {age:.1f} s ago): "
+                      f"keepalived is master of {vip.name} here")
+    if listened >= window:
+        silent = f"for {age:.1f} s" if age is not None else f"in the {listened:.1f} s listened"
+        return False, f"this VM has not advertised VRID {vrid} {silent}: not master of {vip.name} here"
+    return None, ""
 
 
 def peer_can_serve(v: VipView) -> Verdict:
@@ -98,8 +146,11 @@ def handed_over(v: VipView, checks: Sequence[Check] = HANDOFF_CHECKS) -> Verdict
 
 
 def holds_vip(v: VipView) -> bool:
-    """Is there anything to hand over for this VIP? (VIP here, or keepalived says MASTER.)"""
-    return v.local or v.state == "MASTER"
+    """Is there anything to hand over for this VIP? (VIP on our interface, or our keepalived seen
+    advertising as its master.) keepalived's report alone is not enough: with its notify reader
+    dead it says MASTER long after the VIP left, and a resign advert from a VM that is not
+    master makes a backup take the VIP from the real master."""
+    return v.local or v.master_here is True
 
 
 class Plan(Enum):

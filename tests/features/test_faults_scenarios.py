@@ -3,13 +3,20 @@ a deploy, the drain killed mid-way."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 import time
 
+import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
-from rollout_support import BoshRun, Story, Traffic, run_vipdrain
+from rollout_support import BoshRun, Call, Story, Traffic, run_vipdrain
 
+from vipdrain.fsutil import lock_holders
+from vipdrain.lab import netns
 from vipdrain.lab.cluster import Lab
+from vipdrain.waiting import wait_until
 
 scenarios("faults")
 
@@ -25,6 +32,52 @@ def post_deploy_failed(lab: Lab, deploy: BoshRun, vm: str, text: str) -> None:
     calls = deploy.calls_of("post-deploy", lab.vm(vm).name)
     assert calls, f"post-deploy did not run on {vm}"
     assert calls[-1].returncode != 0 and text in calls[-1].stdout, str(calls[-1])
+
+
+@given(parsers.parse("{vm}'s notify reader is killed (kill -9)"))
+def notify_reader_killed(lab: Lab, story: Story, vm: str) -> None:
+    """keepalived started it (vrrp_notify_fifo_script) and never starts it again while it runs."""
+    pids = lab.faults.kill_notify_reader(vm)
+    assert pids, f"{vm} has no notify reader to kill"
+    story.note(f"kill -9 of {vm}'s notify reader (pid {', '.join(map(str, pids))})")
+
+
+@given(parsers.parse("{vm}'s keepalived is stopped as monit stops it"))
+def keepalived_stopped(lab: Lab, story: Story, vm: str) -> None:
+    """SIGTERM and wait (monit stop): keepalived resigns and removes its VIPs, then is gone."""
+    assert lab.vm(vm).stop_keepalived(), f"{vm}'s keepalived did not stop"
+    story.note(f"{vm}'s keepalived stopped (SIGTERM, as monit stop)")
+
+
+@given(parsers.parse("an operator's drain on {vm} is stopped (Ctrl-Z) holding the drain lock"))
+def drain_stopped_holding_the_lock(lab: Lab, story: Story, request: pytest.FixtureRequest, vm: str) -> None:
+    """`vipdrain drain` started in the VM, stopped (SIGSTOP, as Ctrl-Z) once it holds the lock;
+    killed by its pid when the scenario ends (before the lab goes)."""
+    target = lab.vm(vm)
+    proc = subprocess.Popen(netns.exec_argv(target.namespace, [str(target.wrapper), "drain"]), env=target.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill() -> None:
+        proc.kill()
+        proc.wait()
+
+    request.addfinalizer(kill)
+    assert wait_until(lambda: proc.pid in lock_holders(target.layout.drain_lock), budget=30, step=0.01), (
+        f"{vm}'s operator drain never took the drain lock")
+    os.kill(proc.pid, signal.SIGSTOP)
+    story.note(f"an operator's drain on {vm} (pid {proc.pid}) stopped holding the drain lock")
+
+
+@then(parsers.parse('{vm}\'s drain did not say "{text}"'))
+def drain_did_not_say(deploy: BoshRun, vm: str, text: str) -> None:
+    drains = deploy.calls_of("drain", vm)
+    assert drains, f"{vm} did not drain"
+    assert not any(text in c.stderr for c in drains), "\n".join(map(str, drains))
+
+
+@then(parsers.parse('the command does not say "{text}"'))
+def command_does_not_say(command: Call, text: str) -> None:
+    assert text not in command.stdout, str(command)
 
 
 @then(parsers.parse("the observer saw two holders of the VIP for at least {seconds:g} s"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -66,6 +67,17 @@ class Faults:
         target = self._vm(vm)
         target.stop_keepalived()
         target.start_keepalived()
+
+    def kill_notify_reader(self, vm: VM | str, sig: int = signal.SIGKILL) -> list[int]:
+        """Kill the VM's notify reader (`vipdrain notify-fifo`, started by its keepalived); the pids
+        signalled. keepalived goes on writing transitions to the FIFO and never starts it again."""
+        from vipdrain.notify import find_readers
+
+        pids = [r.pid for r in find_readers(self._vm(vm).layout)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return pids
 
     def kill_haproxy(self, vm: VM | str, sig: int = signal.SIGKILL) -> bool:
         """Crash haproxy (kill -9 by default): its listeners vanish, connections are reset."""
