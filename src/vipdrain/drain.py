@@ -143,10 +143,17 @@ class DrainOutcome:
     summary: str
     handoff_seconds: float | None = None
     verdicts: list[Verdict] = field(default_factory=list)
+    #: BOSH may go on although no handoff was verified (`no_peer_policy: proceed`).
+    unverified: bool = False
 
     @property
     def failed(self) -> bool:
         return self.value is None
+
+    @classmethod
+    def proceeding(cls, why: str) -> DrainOutcome:
+        """The outcome of `no_peer_policy: proceed`: 0 for BOSH, and said so."""
+        return cls(0, f"proceeding without handoff: {why}", unverified=True)
 
 
 @dataclass
@@ -468,7 +475,7 @@ class Drain:
         if policy == "proceed":
             log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': the VIP is "
                         "lost when keepalived stops here (set it to 'fail' to stop the deploy instead)", why)
-            return DrainOutcome(0, f"proceeding without handoff: {why}")
+            return DrainOutcome.proceeding(why)
         set_hold(self.layout, remove=(args.reason,))
         self.stop_announcing(self.layout)
         failure = RuntimeFailure(
@@ -490,7 +497,7 @@ def drain_lock_busy(cfg: JobConfig, args: DrainArgs, why: str) -> DrainOutcome:
     if not args.manual and cfg.drain.no_peer_policy == "proceed":
         log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': keepalived resigns "
                     "when BOSH stops it", why)
-        return DrainOutcome(0, f"proceeding without handoff: {why}")
+        return DrainOutcome.proceeding(why)
     raise RuntimeFailure(f"another drain holds the drain lock: {why}. "
                          + ("Maintenance is not on: resume or kill that drain and run `vipdrain drain` again"
                             if args.manual else "vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs"))

@@ -225,7 +225,7 @@ def drain_result(outcome: DrainOutcome | None) -> str | None:
         return None
     if outcome.handoff_seconds is not None or outcome.verdicts:
         return "handed_over"
-    if outcome.summary.startswith("proceeding without handoff"):
+    if outcome.unverified:
         return "proceeded_without_handoff"
     return "nothing_held"
 
