@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vipdrain import timing
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
@@ -186,7 +187,7 @@ class Drain:
     @property
     def recall_seconds(self) -> int:
         """Dynamic draining: how long BOSH should wait before calling back."""
-        return max(1, math.ceil(self.cfg.advert_int))
+        return timing.recall_seconds(self.cfg.advert_int)
 
     def run(self, args: DrainArgs) -> DrainOutcome:
         """The canonical drain: the one place that composes the steps above."""
@@ -246,7 +247,7 @@ class Drain:
         """Seconds of failed probes after which a peer's own health check has fenced it (FAULT):
         `fall` checks `interval` apart, each up to `timeout`, plus one interval for the phase."""
         hc = self.cfg.healthcheck
-        return None if hc is None else (hc.fall + 1) * hc.interval + hc.timeout
+        return None if hc is None else timing.fencing_wait(hc.fall, hc.interval, hc.timeout)
 
     def _candidates(self) -> list[Candidate]:
         """Probe every peer's haproxy, in takeover order, remembering since when each fails."""
@@ -334,8 +335,7 @@ class Drain:
         no later than the drain's deadline (the state then is what counts)."""
         since = self.clock()
         hold_at = self._resigned_at if self._resigned_at is not None else since
-        until = min(max(since + 2 * self.cfg.advert_int, hold_at + 3 * self.cfg.advert_int + 0.5),
-                    started + self.cfg.drain.timeout)
+        until = min(timing.confirmation_end(since, hold_at, self.cfg.advert_int), started + self.cfg.drain.timeout)
         holders: dict[str, IPAddress] = {}
         last: list[Verdict] = []
 
@@ -431,7 +431,8 @@ class Drain:
             log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
             return self.run(DrainArgs(manual=False, action="job_changed"))
         # Long enough to hear a master's advert: a shorter look could miss it on every call-back.
-        verified, verdicts, hopeless = self._watch(None, self.clock(), 1.5 * self.cfg.advert_int + 0.2, args)
+        listen = timing.hear_every_master(self.cfg.advert_int)
+        verified, verdicts, hopeless = self._watch(None, self.clock(), listen, args)
         if hopeless:
             return self._no_peer(args, "; ".join(v.reason for v in hopeless))
         if verified:

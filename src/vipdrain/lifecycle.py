@@ -21,6 +21,7 @@ from vipdrain.notify import find_readers, read_state, start_reader
 from vipdrain.observe import LiveObserver
 from vipdrain.priority import effective_priority
 from vipdrain.survey import Survey, placement_problems, take_survey
+from vipdrain.timing import hear_every_master
 from vipdrain.vipaddr import sync_loopback
 from vipdrain.waiting import wait_until
 
@@ -147,8 +148,7 @@ def release_hold(cfg: JobConfig, layout: Layout, reasons: tuple[Reason, ...],
     if cfg.drain.preserve_connections and cfg.peers and not still:
         try:
             with observer(cfg, layout) as watch:
-                # Every master advertises once per advert_int: one and a half intervals hear them all.
-                watch.collect(1.5 * cfg.advert_int + 0.1)
+                watch.collect(hear_every_master(cfg.advert_int))
                 warnings += arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
                                 time.monotonic() - watch.freshness)
         except OSError as exc:
@@ -199,7 +199,7 @@ def post_deploy(
         # Twice in a row: a VM that just started is silent for up to 3 x advert_int before it
         # may become a second master, so one clean look right after a start proves little.
         nonlocal last, good_in_a_row
-        last = take_survey(cfg, layout, observer, listen=1.5 * cfg.advert_int + 0.1)
+        last = take_survey(cfg, layout, observer, listen=hear_every_master(cfg.advert_int))
         good = not last.problems and not placement_problems(cfg, last)
         good_in_a_row = good_in_a_row + 1 if good else 0
         return good_in_a_row >= 2

@@ -15,6 +15,7 @@ from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import read_state_file
+from vipdrain.timing import advert_freshness, hear_every_master
 from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip, master_here
 
 log = logging.getLogger("vipdrain.observe")
@@ -83,12 +84,12 @@ class LiveObserver:
     @property
     def freshness(self) -> float:
         """An advert older than this no longer proves its sender is master (RFC Master_Down_Interval)."""
-        return 3 * self.cfg.advert_int + 0.5
+        return advert_freshness(self.cfg.advert_int)
 
     @property
     def master_window(self) -> float:
         """A master advertises every advert_int: silent this long, it is not master."""
-        return 1.5 * self.cfg.advert_int + 0.2
+        return hear_every_master(self.cfg.advert_int)
 
     def collect(self, seconds: float, *, until_first: bool = False) -> None:
         """Record adverts from every interface for `seconds`; with `until_first`, return as soon as

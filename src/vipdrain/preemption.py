@@ -20,6 +20,7 @@ from vipdrain.layout import Layout
 from vipdrain.model import JobConfig, Vip
 from vipdrain.observe import LiveObserver
 from vipdrain.priority import effective_priority
+from vipdrain.timing import hear_every_master, post_start_takeover_wait
 from vipdrain.waiting import wait_until
 
 
@@ -39,12 +40,11 @@ def await_preemption(cfg: JobConfig, layout: Layout, observer: LiveObserver,
                      clock: Callable[[], float] = time.monotonic) -> list[str]:
     """Listen; if this VM outranks a master, wait until it holds those VIPs. Returns warnings."""
     own = effective_priority(cfg.priority, held=read_hold(layout).active)
-    observer.collect(1.5 * cfg.advert_int + 0.1)
+    observer.collect(hear_every_master(cfg.advert_int))
     pending = to_take(observer, own, clock())
     if not pending:
         return []
-    # Master_Down_Interval (3 x advert_int + skew < 1 advert_int) plus slack.
-    budget = 4 * cfg.advert_int + 2.0
+    budget = post_start_takeover_wait(cfg.advert_int)
 
     def taken() -> bool:
         observer.collect(0.1)

@@ -19,6 +19,7 @@ from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import Reader, Transition, find_readers, reader_problem, recent_transitions
 from vipdrain.observe import LiveObserver
 from vipdrain.priority import effective_priority
+from vipdrain.timing import hear_every_master
 
 log = logging.getLogger("vipdrain.survey")
 
@@ -175,7 +176,7 @@ def take_survey(
             member = members.get(adv.mac, Member(str(src), ""))
             s.peers_heard[member.address] = adv.priority
             # A master advertises every advert_int; older than ~1.5 intervals means it stopped.
-            recent = now - adv.seen_at <= 1.5 * cfg.advert_int + 0.2
+            recent = now - adv.seen_at <= hear_every_master(cfg.advert_int)
             if recent and adv.priority > 0 and all(h.mac != adv.mac for h in s.holders):
                 s.holders.append(Holder(adv.mac, member.address, f"adverts at priority {adv.priority}", member.name))
         how = "ARP" if vip.family == 4 else "neighbour discovery"
