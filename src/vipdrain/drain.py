@@ -151,6 +151,20 @@ class DrainOutcome:
 
 
 @dataclass
+class _Every:
+    """Due at most once per `seconds` (progress lines while waiting)."""
+
+    seconds: float
+    next_at: float
+
+    def due(self, now: float) -> bool:
+        if now < self.next_at:
+            return False
+        self.next_at = now + self.seconds
+        return True
+
+
+@dataclass
 class Drain:
     """One drain call: settings and the edges it talks to."""
 
@@ -273,18 +287,18 @@ class Drain:
             return choice
         log.warning("%s", choice.reason)
 
-        def attempt() -> bool:
-            nonlocal choice
+        def attempt() -> TakerChoice:
             choice = choose_taker(self._candidates(), self.fenced_after)
             if self.progress:
                 self.progress(f"[{self.clock() - started:5.1f}s / {self.cfg.drain.timeout:g}s] {choice.reason}")
-            return not choice.wait
+            return choice
 
         budget = self.cfg.drain.timeout - (self.clock() - started)
-        if not wait_until(attempt, budget=budget, step=self.cfg.drain.poll_interval * 5, clock=self.clock,
-                          sleep=self.sleep):
-            return TakerChoice(None, False, f"no fit peer within {self.clock() - started:.1f} s: {choice.reason}")
-        return choice
+        waited = wait_until(attempt, done=lambda c: not c.wait, budget=budget,
+                            step=self.cfg.drain.poll_interval * 5, clock=self.clock, sleep=self.sleep)
+        if not waited.ok:
+            return TakerChoice(None, False, f"no fit peer within {self.clock() - started:.1f} s: {waited.last.reason}")
+        return waited.last
 
     def _resign(self) -> None:
         """Send the priority-0 advert: the taker takes over after its skew time."""
@@ -337,22 +351,21 @@ class Drain:
         hold_at = self._resigned_at if self._resigned_at is not None else since
         until = min(timing.confirmation_end(since, hold_at, self.cfg.advert_int), started + self.cfg.drain.timeout)
         holders: dict[str, IPAddress] = {}
-        last: list[Verdict] = []
 
-        def attempt() -> bool:
-            nonlocal last
+        def attempt() -> list[Verdict]:
+            """The verdicts now; a failing one ends the window early."""
             views = self._look(held, args)
-            last = [handed_over(v) for v in views]
-            for v, verdict in zip(views, last, strict=True):
+            verdicts = [handed_over(v) for v in views]
+            for v, verdict in zip(views, verdicts, strict=True):
                 if not verdict.ok:
-                    return True
+                    return verdicts
                 holder = v.peer_master.source if v.peer_master else None
                 if holders.setdefault(v.vip.name, holder) != holder:  # type: ignore[arg-type]
-                    last = [Verdict(False, f"{v.vip.name} moved on from {holders[v.vip.name]} to {holder}")]
-                    return True
-            return False
+                    return [Verdict(False, f"{v.vip.name} moved on from {holders[v.vip.name]} to {holder}")]
+            return verdicts
 
-        wait_until(attempt, budget=until - since, clock=self.clock, sleep=self.sleep)
+        last = wait_until(attempt, done=lambda verdicts: not all(v.ok for v in verdicts), budget=until - since,
+                          clock=self.clock, sleep=self.sleep).last
         if not all(v.ok for v in last):
             return False, last
         # The holders were heard within the window (not only before it): they are still master.
@@ -389,28 +402,25 @@ class Drain:
         """Observe until every VIP in `held` (None: every VIP held here now) is verified elsewhere,
         one went to a VM that drains too (hopeless: no healthy holder can come), or `budget` ran
         out. Returns whether it was verified, the last verdicts, and the hopeless ones."""
-        last: list[Verdict] = []
-        hopeless: list[Verdict] = []
-        next_progress = started
+        progress = _Every(1.0, started)
 
-        def attempt() -> bool:
-            nonlocal last, hopeless, next_progress
+        def attempt() -> tuple[list[Verdict], list[Verdict]]:
+            """One look: (the handed-over verdicts, the hopeless ones)."""
             views = self._look(held, args)
             self._drop_leftovers(views)
             hopeless = [g for g in map(vip_went_to_a_draining_peer, views) if g.ok]
-            if hopeless:
-                return True
-            last = [handed_over(v) for v in views]
+            verdicts = [handed_over(v) for v in views]
             now = self.clock()
-            if self.progress and now >= next_progress:
-                waiting = [v.reason for v in last if not v.ok]
+            if self.progress and not hopeless and progress.due(now):
+                waiting = [v.reason for v in verdicts if not v.ok]
                 self.progress(f"[{now - started:5.1f}s / {self.cfg.drain.timeout:g}s] "
                               + ("; ".join(waiting) if waiting else "handed over"))
-                next_progress = now + 1.0
-            return all(v.ok for v in last)
+            return verdicts, hopeless
 
-        done = wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep)
-        return done and not hopeless, last, hopeless
+        waited = wait_until(attempt, done=lambda seen: bool(seen[1]) or all(v.ok for v in seen[0]), budget=budget,
+                            clock=self.clock, sleep=self.sleep)
+        verdicts, hopeless = waited.last
+        return waited.ok and not hopeless, verdicts, hopeless
 
     def _drop_leftovers(self, views: list[VipView]) -> None:
         """A VIP on our interface with no keepalived here to remove it, while a peer proves it holds

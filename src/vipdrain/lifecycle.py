@@ -121,16 +121,11 @@ def post_start(
     deploy fails with the reasons.
     """
     started = time.monotonic()
-    last = Readiness(("not checked yet",))
-
-    def check() -> bool:
-        nonlocal last
-        last = readiness(cfg, layout, haproxy_ok)
-        return last.ready
-
-    if not wait_until(check, budget=timeout, step=0.2, sleep=sleep or time.sleep):
+    waited = wait_until(lambda: readiness(cfg, layout, haproxy_ok), done=lambda r: r.ready, budget=timeout,
+                        step=0.2, sleep=sleep or time.sleep)
+    if not waited.ok:
         raise RuntimeFailure(
-            f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(last.reasons)
+            f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(waited.last.reasons)
         )
     for warning in release_hold(cfg, layout, ("joining", "drain")).warnings:
         log.warning(warning)
@@ -192,19 +187,15 @@ def post_deploy(
     if leftover.active:
         warnings.append(f"cleared a leftover hold ({', '.join(leftover.reasons) or 'unexplained'})")
     set_hold(layout, remove=REASONS)
-    last: Survey | None = None
-    good_in_a_row = 0
+    # Twice in a row: a VM that just started is silent for up to 3 x advert_int before it
+    # may become a second master, so one clean look right after a start proves little.
+    looks: list[bool] = []
 
-    def settled() -> bool:
-        # Twice in a row: a VM that just started is silent for up to 3 x advert_int before it
-        # may become a second master, so one clean look right after a start proves little.
-        nonlocal last, good_in_a_row
-        last = take_survey(cfg, layout, observer, listen=hear_every_master(cfg.advert_int))
-        good = not last.problems and not placement_problems(cfg, last)
-        good_in_a_row = good_in_a_row + 1 if good else 0
-        return good_in_a_row >= 2
+    def look() -> Survey:
+        survey = take_survey(cfg, layout, observer, listen=hear_every_master(cfg.advert_int))
+        looks.append(not survey.problems and not placement_problems(cfg, survey))
+        return survey
 
-    wait_until(settled, budget=budget, clock=clock)
-    assert last is not None  # wait_until calls at least once
+    last = wait_until(look, done=lambda _: looks[-2:] == [True, True], budget=budget, clock=clock).last
     warnings.extend(placement_problems(cfg, last))
     return PostDeployReport(last, last.problems, warnings)
