@@ -8,8 +8,9 @@ import ipaddress
 import logging
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Protocol
 
 from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
@@ -24,6 +25,34 @@ log = logging.getLogger("vipdrain.observe")
 PEER_PROBE_TIMEOUT = 0.3
 #: Long enough for a peer on the segment to answer ARP; spent once per drain, before the hold.
 RESIGN_ARP_TIMEOUT = 0.1
+
+
+class Observer(Protocol):
+    """What the survey, post-start and post-deploy read from the wire and the interfaces;
+    `LiveObserver` is the real one, `tests/unit/fakes.FakeObserver` the unit tests' one."""
+
+    @property
+    def latest(self) -> Mapping[tuple[int, int], PeerAdvert]:
+        """Latest advert per (VRID, address family) from anyone but us."""
+        ...
+
+    @property
+    def sources(self) -> Mapping[tuple[int, int], Mapping[IPAddress, PeerAdvert]]:
+        """Every source heard per (VRID, family), with its latest advert."""
+        ...
+
+    @property
+    def freshness(self) -> float:
+        """An advert older than this no longer proves its sender is master."""
+        ...
+
+    def collect(self, seconds: float, *, until_first: bool = False) -> None:
+        """Listen for adverts for up to `seconds`; with `until_first`, return once some arrived."""
+        ...
+
+    def views(self, own_priority: int) -> list[VipView]:
+        """One observation of every VIP of the job."""
+        ...
 
 
 class LiveObserver:
