@@ -185,6 +185,8 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     if cfg is None:
         sys.stdout.write("0\n")
         return EXIT_OK
+    for warning in outcome.warnings:  # once, after the drain: stderr and vipdrain.log, never stdout
+        logging.getLogger("vipdrain").warning("%s", warning)
     logging.getLogger("vipdrain").info("drain: %s", outcome.summary)
     if dargs.manual:
         print(f"maintenance on: {outcome.summary}")

@@ -144,6 +144,9 @@ class DrainOutcome:
     summary: str
     handoff_seconds: float | None = None
     verdicts: list[Verdict] = field(default_factory=list)
+    #: Sentences worth an operator's attention, collected during the drain; the caller logs them
+    #: once (stderr and vipdrain.log, never stdout), as kubectl's drain returns its warnings.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -193,6 +196,8 @@ class Drain:
     _taker: IPAddress | None = field(default=None, init=False)
     #: When each peer's haproxy was first seen not answering (this drain's clock).
     _failing_since: dict[IPAddress, float] = field(default_factory=dict, init=False)
+    #: Warnings so far (`DrainOutcome.warnings`).
+    _warnings: list[str] = field(default_factory=list, init=False)
 
     @property
     def own_priority(self) -> int:
@@ -204,9 +209,19 @@ class Drain:
         return timing.recall_seconds(self.cfg.advert_int)
 
     def run(self, args: DrainArgs) -> DrainOutcome:
-        """The canonical drain: the one place that composes the steps above."""
-        for w in args.warnings:
-            log.warning(w)
+        """The canonical drain: the one place that composes the steps above. The warnings come
+        back in the outcome; a failed drain logs them before it raises (they are not lost)."""
+        self._warnings = list(args.warnings)
+        try:
+            outcome = self._run(args)
+        except BaseException:
+            for w in self._warnings:
+                log.warning("%s", w)
+            raise
+        outcome.warnings = [*self._warnings, *outcome.warnings]
+        return outcome
+
+    def _run(self, args: DrainArgs) -> DrainOutcome:
         if not self.cfg.drain.enabled:
             return DrainOutcome(0, "drain disabled (vipdrain.drain.enabled: false): not handing over")
         log.info("drain (%s%s) of %d VIP(s)", args.action, f" {args.hash_state}" if args.hash_state else "",
@@ -239,11 +254,10 @@ class Drain:
                 try:
                     log.info(self.keep_copy(v.vip))
                 except RuntimeFailure as exc:
-                    log.warning("%s; packets in flight at the handoff may be lost", exc)
+                    self._warnings.append(f"{exc}; packets in flight at the handoff may be lost")
         # Before the priority drops: the peers must be armed to forward before any can take over,
         # even if this drain is killed right after lowering the priority.
-        for warning in self.announce(self.cfg, self.layout, [v.vip for v in views if v.vip.name in held]):
-            log.warning(warning)
+        self._warnings += self.announce(self.cfg, self.layout, [v.vip for v in views if v.vip.name in held])
         self._hold(args)
         if self.cfg.drain.resign_advert:
             self._resign()
@@ -253,8 +267,7 @@ class Drain:
 
     def _hold(self, args: DrainArgs) -> None:
         """Lower this VM's priority (the hold track file; keepalived applies it via inotify)."""
-        for warning in set_hold(self.layout, add=(args.reason,)).warnings:
-            log.warning(warning)
+        self._warnings += set_hold(self.layout, add=(args.reason,)).warnings
 
     @property
     def fenced_after(self) -> float | None:
@@ -430,16 +443,16 @@ class Drain:
             return
         for v in stale:
             try:
-                log.warning(self.drop_stale(v.vip))
+                self._warnings.append(self.drop_stale(v.vip))
             except RuntimeFailure as exc:
-                log.warning("%s", exc)
+                self._warnings.append(str(exc))
 
     def _check_status(self, args: DrainArgs) -> DrainOutcome:
         """Dynamic drain call-back: one look, then done, call back again, or the policy."""
         hold = read_hold(self.layout)
         if "drain" not in hold.since:
             log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
-            return self.run(DrainArgs(manual=False, action="job_changed"))
+            return self._run(DrainArgs(manual=False, action="job_changed"))
         # Long enough to hear a master's advert: a shorter look could miss it on every call-back.
         listen = timing.hear_every_master(self.cfg.advert_int)
         verified, verdicts, hopeless = self._watch(None, self.clock(), listen, args)
@@ -477,9 +490,9 @@ class Drain:
     def _no_peer(self, args: DrainArgs, why: str) -> DrainOutcome:
         policy = self.cfg.drain.no_peer_policy
         if policy == "proceed":
-            log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': the VIP is "
-                        "lost when keepalived stops here (set it to 'fail' to stop the deploy instead)", why)
-            return DrainOutcome(0, f"proceeding without handoff: {why}")
+            return DrainOutcome(0, f"proceeding without handoff: {why}", warnings=[
+                f"NO VERIFIED HANDOFF: {why}. vipdrain.drain.no_peer_policy is 'proceed': the VIP is "
+                "lost when keepalived stops here (set it to 'fail' to stop the deploy instead)"])
         set_hold(self.layout, remove=(args.reason,))
         self.stop_announcing(self.layout)
         failure = RuntimeFailure(
@@ -499,9 +512,9 @@ def drain_lock_busy(cfg: JobConfig, args: DrainArgs, why: str) -> DrainOutcome:
     an operator's drain: a failure, this VM keeps its VIPs (an operator's maintenance was not put on).
     """
     if not args.manual and cfg.drain.no_peer_policy == "proceed":
-        log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': keepalived resigns "
-                    "when BOSH stops it", why)
-        return DrainOutcome(0, f"proceeding without handoff: {why}")
+        return DrainOutcome(0, f"proceeding without handoff: {why}", warnings=[
+            f"NO VERIFIED HANDOFF: {why}. vipdrain.drain.no_peer_policy is 'proceed': keepalived resigns "
+            "when BOSH stops it"])
     raise RuntimeFailure(f"another drain holds the drain lock: {why}. "
                          + ("Maintenance is not on: resume or kill that drain and run `vipdrain drain` again"
                             if args.manual else "vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs"))

@@ -210,6 +210,21 @@ def test_no_takeover_proceed_policy_after_deadline(layout):
     assert out.value == 0
     assert "proceeding without handoff" in out.summary and "no peer has advertised VRID 1" in out.summary
     assert 4.5 <= clock.now <= 5.2
+    [warning] = out.warnings  # returned for the CLI to log once
+    assert warning.startswith("NO VERIFIED HANDOFF: no peer took over within")
+
+
+def test_warnings_are_returned_in_the_outcome_and_logged_when_the_drain_fails(layout, caplog):
+    """kubectl's drain habit: the BOSH arguments' warnings (and any later) come back with the outcome;
+    a drain that raises logs them first, so they are not lost."""
+    clock = FakeClock()
+    odd = parse_drain_args(["job_changed", "weird_state"])
+    out = run(make_cfg(), layout, FakeObserver(make_cfg(), clock, takeover_at=0.5), clock, args=odd)
+    assert out.value == 0 and out.warnings == list(odd.warnings) and len(out.warnings) == 1
+    cfg = make_cfg(no_peer_policy="fail")
+    with caplog.at_level("WARNING", logger="vipdrain.drain"), pytest.raises(RuntimeFailure):
+        run(cfg, layout, FakeObserver(cfg, clock, takeover_at=None), clock, args=odd)
+    assert odd.warnings[0] in caplog.text
 
 
 def test_no_takeover_fail_policy_restores_priority(layout):
@@ -340,7 +355,8 @@ def test_vip_left_by_a_dead_keepalived_is_removed_once_a_peer_holds_it(layout):
         return "removed"
 
     drain = Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep, keep_copy=fake_copy, drop_stale=drop)
-    assert drain.run(BOSH_CHANGED).value == 0
+    out = drain.run(BOSH_CHANGED)
+    assert out.value == 0 and out.warnings == ["removed"]
     assert dropped == ["vip_1"] and clock.now >= 0.5  # never before the peer was proven
 
 
