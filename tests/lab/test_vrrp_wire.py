@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from labpolicy import unavailable
 from vipdrain import timing
 from vipdrain.vrrp import (
     AUTH_NONE,
@@ -156,9 +157,7 @@ elif job["kind"] == "mac":
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("VIPDRAIN_REQUIRE_LAB") == "1":
-        pytest.fail(f"VIPDRAIN_REQUIRE_LAB=1 but the VRRP wire lab cannot run: {reason}")
-    pytest.skip(f"VRRP wire lab unavailable: {reason}")
+    unavailable(f"the VRRP wire lab cannot run: {reason}")
 
 
 def _run(*args: str) -> str:
