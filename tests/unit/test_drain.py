@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pytest
+from fakes import FakeClock, job_config
 
 from vipdrain.drain import Drain, DrainArgs, DrainCancelled, parse_drain_args
 from vipdrain.errors import RuntimeFailure
@@ -23,30 +24,8 @@ CHECK = HealthCheck(command="", interval=1.0, timeout=1.0, fall=2, rise=2)
 
 
 def make_cfg(n_vips: int = 1, peers: int = 1, healthcheck: HealthCheck | None = CHECK, **drain: object) -> JobConfig:
-    vips = tuple(
-        Vip(name=f"vip_{i + 1}", address=ipaddress.ip_address(f"192.0.2.{100 + i}"), virtual_router_id=1 + i,
-            interface="eth0")
-        for i in range(n_vips)
-    )
-    return JobConfig(
-        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
-        vips=vips,
-        priority=150,
-        healthcheck=healthcheck,
-        peers=tuple(Peer(address=ipaddress.ip_address(f"192.0.2.{11 + i}"), index=1 + i) for i in range(peers)),
-        drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain),  # type: ignore[arg-type]
-    )
-
-
-@dataclass
-class FakeClock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
+    return job_config(n_vips, peers, priority=150, healthcheck=healthcheck,
+                      drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain))  # type: ignore[arg-type]
 
 
 @dataclass
