@@ -21,9 +21,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from run import DEFAULT_OUT, RATE, bosh_drain_env, first_peer, git_state, loadavg, machine, settle, skew
+from run import DEFAULT_OUT, RATE, bosh_drain_env, first_peer, git_state, loadavg, machine, settle
 from strategies import StrategyDirector, monit_stop, peer_priority
 from vipdrain.lab.cluster import Lab
+from vipdrain.timing import skew
 
 PHASES = ("first_log", "resign_sent", "peer_holds", "drain_returned")
 

@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from vipdrain.lab.cluster import Lab
+from vipdrain.timing import handoff_bound
 from vipdrain.waiting import wait_until
 
 OUT = Path(__file__).parent / "results" / "repeated_drains.json"
 PEER_PRIORITY = 150  # the drained VM's peer in a 2-VM sticky group has 150 or 125; skew of the better is used
-
-
-def skew(priority: int, advert_int: float) -> float:
-    return (256 - priority) / 256 * advert_int
 
 
 def run_round(drains: int, advert_int: float, preserve: bool, rate: float) -> dict[str, Any]:
@@ -65,8 +62,8 @@ def run_round(drains: int, advert_int: float, preserve: bool, rate: float) -> di
         "reported_s": {"median": statistics.median(reported), "min": min(reported), "max": max(reported)},
         "requests": sum(r["requests"] for r in rows),
         "failed": failed,
-        "target_s": round(skew(PEER_PRIORITY, advert_int) + 0.3, 3),
-        "within_target": sum(1 for x in reported if x <= skew(125, advert_int) + 0.3),
+        "target_s": round(handoff_bound(PEER_PRIORITY, advert_int), 3),
+        "within_target": sum(1 for x in reported if x <= handoff_bound(125, advert_int)),
     }
 
 

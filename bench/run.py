@@ -51,6 +51,7 @@ from vipdrain.lab.bosh import DeployFailed, Step, Timeline
 from vipdrain.lab.client import ClientRun, Request, Stream, summarize
 from vipdrain.lab.cluster import Lab, list_prefixes
 from vipdrain.lab.observer import Interval
+from vipdrain.timing import handoff_bound
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results"
@@ -168,18 +169,13 @@ class Pending:
 # --------------------------------------------------------------------------------------------
 
 
-def skew(priority: int, advert_int: float) -> float:
-    """keepalived's skew time of a backup: (256 - priority) / 256 x advert_int."""
-    return (256 - priority) / 256 * advert_int
-
-
 def handoff_target(strategy: Strategy, priority: int | None, advert_int: float) -> float | None:
     """Issue 7: 3 x advert_int + skew + 0.5 s; issue 9 (resign advert): skew + 0.3 s."""
     if strategy.drain != "vipdrain" or priority is None:
         return None
     if strategy.resign:
-        return skew(priority, advert_int) + 0.3
-    return 3 * advert_int + skew(priority, advert_int) + 0.5
+        return handoff_bound(priority, advert_int, resign=True)
+    return handoff_bound(priority, advert_int, resign=False)
 
 
 def first_peer(intervals: Sequence[Interval], vm: str, since: float) -> tuple[float, str] | None:

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from labpolicy import unavailable
+
 if TYPE_CHECKING:
     from vipdrain.lab.cluster import Lab
 
-REQUIRE_LAB_ENV = "VIPDRAIN_REQUIRE_LAB"
 LAB_BINARIES = ("ip", "keepalived", "haproxy", "nft", "tc")
 
 
@@ -49,10 +50,6 @@ def lab_available() -> bool:
     return lab_unavailable_reason() is None
 
 
-def lab_required() -> bool:
-    return os.environ.get(REQUIRE_LAB_ENV, "") not in ("", "0")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     # A CI timeout or `kill` sends SIGTERM: turn it into KeyboardInterrupt so pytest still runs the
     # fixtures' teardown (labs are stopped by pid and their namespaces deleted) before exiting.
@@ -70,9 +67,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = lab_unavailable_reason()
     if reason is None:
         return
-    if lab_required():
-        pytest.fail(f"{REQUIRE_LAB_ENV}=1 but the lab cannot run: {reason}", pytrace=False)
-    pytest.skip(f"lab unavailable: {reason} (set {REQUIRE_LAB_ENV}=1 to make this a failure)")
+    unavailable(f"the lab cannot run: {reason}")
 
 
 #: Short adverts where timing is not the point: VRRPv3 accepts 0.01..40.95 s.

@@ -185,6 +185,8 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     if cfg is None:
         sys.stdout.write("0\n")
         return EXIT_OK
+    for warning in outcome.warnings:  # once, after the drain: stderr and vipdrain.log, never stdout
+        logging.getLogger("vipdrain").warning("%s", warning)
     logging.getLogger("vipdrain").info("drain: %s", outcome.summary)
     if dargs.manual:
         print(f"maintenance on: {outcome.summary}")
@@ -271,11 +273,12 @@ def _cmd_post_deploy(args: argparse.Namespace) -> int:
     from vipdrain.lifecycle import post_deploy
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey
+    from vipdrain.timing import settle_budget
 
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
-    budget = args.timeout if args.timeout is not None else 3 * (3 * cfg.advert_int + 1) + 5
+    budget = args.timeout if args.timeout is not None else settle_budget(cfg.advert_int)
     foreign = ForeignWatch(cfg)
     with foreign.watching(LiveObserver(cfg, layout)) as observer:
         report = post_deploy(cfg, layout, observer, budget)
@@ -294,12 +297,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from vipdrain.foreign import ForeignWatch
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey, survey_dict, take_survey
+    from vipdrain.timing import hear_every_master
 
     layout = _layout(args)
     cfg = _load(args)
     foreign = ForeignWatch(cfg)
     with foreign.watching(LiveObserver(cfg, layout)) as observer:
-        survey = take_survey(cfg, layout, observer, listen=args.listen or 1.5 * cfg.advert_int + 0.2)
+        survey = take_survey(cfg, layout, observer, listen=args.listen or hear_every_master(cfg.advert_int))
     rogues = [f.sentence() for f in foreign.found()]
     if args.json:
         print(json.dumps({**survey_dict(cfg, survey), "foreign_groups": rogues}, indent=2, default=str))

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vipdrain import timing
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
@@ -145,15 +146,34 @@ class DrainOutcome:
     verdicts: list[Verdict] = field(default_factory=list)
     #: BOSH may go on although no handoff was verified (`no_peer_policy: proceed`).
     unverified: bool = False
+    #: Sentences worth an operator's attention, collected during the drain; the caller logs them
+    #: once (stderr and vipdrain.log, never stdout), as kubectl's drain returns its warnings.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         return self.value is None
 
     @classmethod
-    def proceeding(cls, why: str) -> DrainOutcome:
-        """The outcome of `no_peer_policy: proceed`: 0 for BOSH, and said so."""
-        return cls(0, f"proceeding without handoff: {why}", unverified=True)
+    def proceeding(cls, why: str, warning: str) -> DrainOutcome:
+        """The outcome of `no_peer_policy: proceed`: 0 for BOSH, and said loudly (`warning`: what the
+        policy means here)."""
+        return cls(0, f"proceeding without handoff: {why}", unverified=True,
+                   warnings=[f"NO VERIFIED HANDOFF: {why}. {warning}"])
+
+
+@dataclass
+class _Every:
+    """Due at most once per `seconds` (progress lines while waiting)."""
+
+    seconds: float
+    next_at: float
+
+    def due(self, now: float) -> bool:
+        if now < self.next_at:
+            return False
+        self.next_at = now + self.seconds
+        return True
 
 
 @dataclass
@@ -185,6 +205,8 @@ class Drain:
     _taker: IPAddress | None = field(default=None, init=False)
     #: When each peer's haproxy was first seen not answering (this drain's clock).
     _failing_since: dict[IPAddress, float] = field(default_factory=dict, init=False)
+    #: Warnings so far (`DrainOutcome.warnings`).
+    _warnings: list[str] = field(default_factory=list, init=False)
 
     @property
     def own_priority(self) -> int:
@@ -193,12 +215,22 @@ class Drain:
     @property
     def recall_seconds(self) -> int:
         """Dynamic draining: how long BOSH should wait before calling back."""
-        return max(1, math.ceil(self.cfg.advert_int))
+        return timing.recall_seconds(self.cfg.advert_int)
 
     def run(self, args: DrainArgs) -> DrainOutcome:
-        """The canonical drain: the one place that composes the steps above."""
-        for w in args.warnings:
-            log.warning(w)
+        """The canonical drain: the one place that composes the steps above. The warnings come
+        back in the outcome; a failed drain logs them before it raises (they are not lost)."""
+        self._warnings = list(args.warnings)
+        try:
+            outcome = self._run(args)
+        except BaseException:
+            for w in self._warnings:
+                log.warning("%s", w)
+            raise
+        outcome.warnings = [*self._warnings, *outcome.warnings]
+        return outcome
+
+    def _run(self, args: DrainArgs) -> DrainOutcome:
         if not self.cfg.drain.enabled:
             return DrainOutcome(0, "drain disabled (vipdrain.drain.enabled: false): not handing over")
         log.info("drain (%s%s) of %d VIP(s)", args.action, f" {args.hash_state}" if args.hash_state else "",
@@ -231,11 +263,10 @@ class Drain:
                 try:
                     log.info(self.keep_copy(v.vip))
                 except RuntimeFailure as exc:
-                    log.warning("%s; packets in flight at the handoff may be lost", exc)
+                    self._warnings.append(f"{exc}; packets in flight at the handoff may be lost")
         # Before the priority drops: the peers must be armed to forward before any can take over,
         # even if this drain is killed right after lowering the priority.
-        for warning in self.announce(self.cfg, self.layout, [v.vip for v in views if v.vip.name in held]):
-            log.warning(warning)
+        self._warnings += self.announce(self.cfg, self.layout, [v.vip for v in views if v.vip.name in held])
         self._hold(args)
         if self.cfg.drain.resign_advert:
             self._resign()
@@ -245,15 +276,14 @@ class Drain:
 
     def _hold(self, args: DrainArgs) -> None:
         """Lower this VM's priority (the hold track file; keepalived applies it via inotify)."""
-        for warning in set_hold(self.layout, add=(args.reason,)).warnings:
-            log.warning(warning)
+        self._warnings += set_hold(self.layout, add=(args.reason,)).warnings
 
     @property
     def fenced_after(self) -> float | None:
         """Seconds of failed probes after which a peer's own health check has fenced it (FAULT):
         `fall` checks `interval` apart, each up to `timeout`, plus one interval for the phase."""
         hc = self.cfg.healthcheck
-        return None if hc is None else (hc.fall + 1) * hc.interval + hc.timeout
+        return None if hc is None else timing.fencing_wait(hc.fall, hc.interval, hc.timeout)
 
     def _candidates(self) -> list[Candidate]:
         """Probe every peer's haproxy, in takeover order, remembering since when each fails."""
@@ -279,18 +309,18 @@ class Drain:
             return choice
         log.warning("%s", choice.reason)
 
-        def attempt() -> bool:
-            nonlocal choice
+        def attempt() -> TakerChoice:
             choice = choose_taker(self._candidates(), self.fenced_after)
             if self.progress:
                 self.progress(f"[{self.clock() - started:5.1f}s / {self.cfg.drain.timeout:g}s] {choice.reason}")
-            return not choice.wait
+            return choice
 
         budget = self.cfg.drain.timeout - (self.clock() - started)
-        if not wait_until(attempt, budget=budget, step=self.cfg.drain.poll_interval * 5, clock=self.clock,
-                          sleep=self.sleep):
-            return TakerChoice(None, False, f"no fit peer within {self.clock() - started:.1f} s: {choice.reason}")
-        return choice
+        waited = wait_until(attempt, done=lambda c: not c.wait, budget=budget,
+                            step=self.cfg.drain.poll_interval * 5, clock=self.clock, sleep=self.sleep)
+        if not waited.ok:
+            return TakerChoice(None, False, f"no fit peer within {self.clock() - started:.1f} s: {waited.last.reason}")
+        return waited.last
 
     def _resign(self) -> None:
         """Send the priority-0 advert: the taker takes over after its skew time."""
@@ -341,25 +371,23 @@ class Drain:
         no later than the drain's deadline (the state then is what counts)."""
         since = self.clock()
         hold_at = self._resigned_at if self._resigned_at is not None else since
-        until = min(max(since + 2 * self.cfg.advert_int, hold_at + 3 * self.cfg.advert_int + 0.5),
-                    started + self.cfg.drain.timeout)
+        until = min(timing.confirmation_end(since, hold_at, self.cfg.advert_int), started + self.cfg.drain.timeout)
         holders: dict[str, IPAddress] = {}
-        last: list[Verdict] = []
 
-        def attempt() -> bool:
-            nonlocal last
+        def attempt() -> list[Verdict]:
+            """The verdicts now; a failing one ends the window early."""
             views = self._look(held, args)
-            last = [handed_over(v) for v in views]
-            for v, verdict in zip(views, last, strict=True):
+            verdicts = [handed_over(v) for v in views]
+            for v, verdict in zip(views, verdicts, strict=True):
                 if not verdict.ok:
-                    return True
+                    return verdicts
                 holder = v.peer_master.source if v.peer_master else None
                 if holders.setdefault(v.vip.name, holder) != holder:  # type: ignore[arg-type]
-                    last = [Verdict(False, f"{v.vip.name} moved on from {holders[v.vip.name]} to {holder}")]
-                    return True
-            return False
+                    return [Verdict(False, f"{v.vip.name} moved on from {holders[v.vip.name]} to {holder}")]
+            return verdicts
 
-        wait_until(attempt, budget=until - since, clock=self.clock, sleep=self.sleep)
+        last = wait_until(attempt, done=lambda verdicts: not all(v.ok for v in verdicts), budget=until - since,
+                          clock=self.clock, sleep=self.sleep).last
         if not all(v.ok for v in last):
             return False, last
         # The holders were heard within the window (not only before it): they are still master.
@@ -396,28 +424,25 @@ class Drain:
         """Observe until every VIP in `held` (None: every VIP held here now) is verified elsewhere,
         one went to a VM that drains too (hopeless: no healthy holder can come), or `budget` ran
         out. Returns whether it was verified, the last verdicts, and the hopeless ones."""
-        last: list[Verdict] = []
-        hopeless: list[Verdict] = []
-        next_progress = started
+        progress = _Every(1.0, started)
 
-        def attempt() -> bool:
-            nonlocal last, hopeless, next_progress
+        def attempt() -> tuple[list[Verdict], list[Verdict]]:
+            """One look: (the handed-over verdicts, the hopeless ones)."""
             views = self._look(held, args)
             self._drop_leftovers(views)
             hopeless = [g for g in map(vip_went_to_a_draining_peer, views) if g.ok]
-            if hopeless:
-                return True
-            last = [handed_over(v) for v in views]
+            verdicts = [handed_over(v) for v in views]
             now = self.clock()
-            if self.progress and now >= next_progress:
-                waiting = [v.reason for v in last if not v.ok]
+            if self.progress and not hopeless and progress.due(now):
+                waiting = [v.reason for v in verdicts if not v.ok]
                 self.progress(f"[{now - started:5.1f}s / {self.cfg.drain.timeout:g}s] "
                               + ("; ".join(waiting) if waiting else "handed over"))
-                next_progress = now + 1.0
-            return all(v.ok for v in last)
+            return verdicts, hopeless
 
-        done = wait_until(attempt, budget=budget, clock=self.clock, sleep=self.sleep)
-        return done and not hopeless, last, hopeless
+        waited = wait_until(attempt, done=lambda seen: bool(seen[1]) or all(v.ok for v in seen[0]), budget=budget,
+                            clock=self.clock, sleep=self.sleep)
+        verdicts, hopeless = waited.last
+        return waited.ok and not hopeless, verdicts, hopeless
 
     def _drop_leftovers(self, views: list[VipView]) -> None:
         """A VIP on our interface with no keepalived here to remove it, while a peer proves it holds
@@ -427,18 +452,19 @@ class Drain:
             return
         for v in stale:
             try:
-                log.warning(self.drop_stale(v.vip))
+                self._warnings.append(self.drop_stale(v.vip))
             except RuntimeFailure as exc:
-                log.warning("%s", exc)
+                self._warnings.append(str(exc))
 
     def _check_status(self, args: DrainArgs) -> DrainOutcome:
         """Dynamic drain call-back: one look, then done, call back again, or the policy."""
         hold = read_hold(self.layout)
         if "drain" not in hold.since:
             log.warning("job_check_status without a drain in progress (crash?): starting the drain again")
-            return self.run(DrainArgs(manual=False, action="job_changed"))
+            return self._run(DrainArgs(manual=False, action="job_changed"))
         # Long enough to hear a master's advert: a shorter look could miss it on every call-back.
-        verified, verdicts, hopeless = self._watch(None, self.clock(), 1.5 * self.cfg.advert_int + 0.2, args)
+        listen = timing.hear_every_master(self.cfg.advert_int)
+        verified, verdicts, hopeless = self._watch(None, self.clock(), listen, args)
         if hopeless:
             return self._no_peer(args, "; ".join(v.reason for v in hopeless))
         if verified:
@@ -473,9 +499,9 @@ class Drain:
     def _no_peer(self, args: DrainArgs, why: str) -> DrainOutcome:
         policy = self.cfg.drain.no_peer_policy
         if policy == "proceed":
-            log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': the VIP is "
-                        "lost when keepalived stops here (set it to 'fail' to stop the deploy instead)", why)
-            return DrainOutcome.proceeding(why)
+            return DrainOutcome.proceeding(why, warning=(
+                "vipdrain.drain.no_peer_policy is 'proceed': the VIP is lost when keepalived stops here "
+                "(set it to 'fail' to stop the deploy instead)"))
         set_hold(self.layout, remove=(args.reason,))
         self.stop_announcing(self.layout)
         failure = RuntimeFailure(
@@ -495,9 +521,8 @@ def drain_lock_busy(cfg: JobConfig, args: DrainArgs, why: str) -> DrainOutcome:
     an operator's drain: a failure, this VM keeps its VIPs (an operator's maintenance was not put on).
     """
     if not args.manual and cfg.drain.no_peer_policy == "proceed":
-        log.warning("NO VERIFIED HANDOFF: %s. vipdrain.drain.no_peer_policy is 'proceed': keepalived resigns "
-                    "when BOSH stops it", why)
-        return DrainOutcome.proceeding(why)
+        return DrainOutcome.proceeding(why, warning="vipdrain.drain.no_peer_policy is 'proceed': keepalived "
+                                                    "resigns when BOSH stops it")
     raise RuntimeFailure(f"another drain holds the drain lock: {why}. "
                          + ("Maintenance is not on: resume or kill that drain and run `vipdrain drain` again"
                             if args.manual else "vipdrain.drain.no_peer_policy is 'fail': this VM keeps its VIPs"))

@@ -21,6 +21,7 @@ from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.observe import LiveObserver
+from vipdrain.timing import foreign_listen
 
 log = logging.getLogger("vipdrain.foreign")
 
@@ -78,9 +79,8 @@ def foreign_groups(cfg: JobConfig, heard: Iterable[Heard]) -> list[ForeignGroup]
 
 
 def listen_seconds(cfg: JobConfig) -> float:
-    """How long pre-start listens: two adverts of a group at keepalived's default interval (1 s,
-    haproxy-boshrelease's fixed value) or of ours, whichever is longer, plus slack."""
-    return 2 * max(1.0, cfg.advert_int) + 0.2
+    """How long pre-start listens (`timing.foreign_listen`)."""
+    return foreign_listen(cfg.advert_int)
 
 
 class ForeignWatch:

@@ -18,9 +18,10 @@ from vipdrain.keepalived import running as keepalived_running
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
 from vipdrain.notify import find_readers, read_state, start_reader
-from vipdrain.observe import LiveObserver
+from vipdrain.observe import LiveObserver, Observer
 from vipdrain.priority import effective_priority
 from vipdrain.survey import Survey, placement_problems, take_survey
+from vipdrain.timing import hear_every_master
 from vipdrain.vipaddr import sync_loopback
 from vipdrain.waiting import wait_until
 
@@ -72,13 +73,17 @@ def pre_start(cfg: JobConfig, layout: Layout, keepalived_conf: str) -> list[str]
     cleared = clear_stale_pid_files(layout)
     if cleared:
         log.info("removed stale keepalived pid files: %s", ", ".join(str(p) for p in cleared))
-    # A drain of the previous run is over once we start again; joining holds until post-start.
+    return warnings + join_held(cfg, layout)
+
+
+def join_held(cfg: JobConfig, layout: Layout) -> list[str]:
+    """pre-start's decision: this VM joins held ("joining" until post-start); a drain of the
+    previous run is over, a maintenance hold stays. Returns warnings."""
     hold = set_hold(layout, add=("joining",), remove=("drain",))
-    warnings.extend(hold.warnings)
+    warnings = list(hold.warnings)
     if "maintenance" in hold.since:
         warnings.append("maintenance is on (manual drain): this VM stays held until `vipdrain undrain`")
-    warnings.extend(colocation_warnings(cfg))
-    return warnings
+    return warnings + colocation_warnings(cfg)
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,14 @@ class Readiness:
         return not self.reasons
 
 
-def readiness(cfg: JobConfig, layout: Layout, haproxy_ok: Callable[[], str | None]) -> Readiness:
+def readiness(cfg: JobConfig, layout: Layout, haproxy_ok: Callable[[], str | None],
+              keepalived_alive: Callable[[Layout], bool] = keepalived_running) -> Readiness:
     """Is haproxy answering, keepalived running, and every VRRP instance out of FAULT here?"""
     reasons = []
     problem = haproxy_ok()
     if problem:
         reasons.append(f"haproxy: {problem}")
-    if not keepalived_running(layout):
+    if not keepalived_alive(layout):
         reasons.append(f"keepalived is not running (pid file {layout.pid_file})")
     for vip in cfg.vips:
         t = read_state(layout, vip.name)
@@ -113,27 +119,24 @@ def post_start(
     haproxy_ok: Callable[[], str | None],
     timeout: float,
     sleep: Callable[[float], None] | None = None,
+    keepalived_alive: Callable[[Layout], bool] = keepalived_running,
+    clock: Callable[[], float] = time.monotonic,
 ) -> float:
     """Wait until the VM can serve, then release the joining hold. Returns seconds waited.
 
     On timeout the hold stays on (the VM never takes the VIP without a working haproxy) and the
     deploy fails with the reasons.
     """
-    started = time.monotonic()
-    last = Readiness(("not checked yet",))
-
-    def check() -> bool:
-        nonlocal last
-        last = readiness(cfg, layout, haproxy_ok)
-        return last.ready
-
-    if not wait_until(check, budget=timeout, step=0.2, sleep=sleep or time.sleep):
+    started = clock()
+    waited = wait_until(lambda: readiness(cfg, layout, haproxy_ok, keepalived_alive), done=lambda r: r.ready,
+                        budget=timeout, step=0.2, clock=clock, sleep=sleep or time.sleep)
+    if not waited.ok:
         raise RuntimeFailure(
-            f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(last.reasons)
+            f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(waited.last.reasons)
         )
     for warning in release_hold(cfg, layout, ("joining", "drain")).warnings:
         log.warning(warning)
-    return time.monotonic() - started
+    return clock() - started
 
 
 def release_hold(cfg: JobConfig, layout: Layout, reasons: tuple[Reason, ...],
@@ -147,8 +150,7 @@ def release_hold(cfg: JobConfig, layout: Layout, reasons: tuple[Reason, ...],
     if cfg.drain.preserve_connections and cfg.peers and not still:
         try:
             with observer(cfg, layout) as watch:
-                # Every master advertises once per advert_int: one and a half intervals hear them all.
-                watch.collect(1.5 * cfg.advert_int + 0.1)
+                watch.collect(hear_every_master(cfg.advert_int))
                 warnings += arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
                                 time.monotonic() - watch.freshness)
         except OSError as exc:
@@ -171,14 +173,16 @@ class PostDeployReport:
 def post_deploy(
     cfg: JobConfig,
     layout: Layout,
-    observer: LiveObserver,
+    observer: Observer,
     budget: float,
     clock: Callable[[], float] = time.monotonic,
+    survey: Callable[[JobConfig, Layout, Observer, float], Survey] = take_survey,
 ) -> PostDeployReport:
     """After every VM was updated: clear leftover holds, then wait until the cluster settles.
 
     Settled = every VIP has exactly one holder (and, with `preferred`, it is the bootstrap VM).
-    Clearing a hold can start one last (make-before-break) move, hence the wait.
+    Clearing a hold can start one last (make-before-break) move, hence the wait. `survey` takes
+    one look (`take_survey`; unit tests give it fake effects).
     """
     warnings = []
     if keepalived_running(layout) and not find_readers(layout):
@@ -192,19 +196,15 @@ def post_deploy(
     if leftover.active:
         warnings.append(f"cleared a leftover hold ({', '.join(leftover.reasons) or 'unexplained'})")
     set_hold(layout, remove=REASONS)
-    last: Survey | None = None
-    good_in_a_row = 0
+    # Twice in a row: a VM that just started is silent for up to 3 x advert_int before it
+    # may become a second master, so one clean look right after a start proves little.
+    looks: list[bool] = []
 
-    def settled() -> bool:
-        # Twice in a row: a VM that just started is silent for up to 3 x advert_int before it
-        # may become a second master, so one clean look right after a start proves little.
-        nonlocal last, good_in_a_row
-        last = take_survey(cfg, layout, observer, listen=1.5 * cfg.advert_int + 0.1)
-        good = not last.problems and not placement_problems(cfg, last)
-        good_in_a_row = good_in_a_row + 1 if good else 0
-        return good_in_a_row >= 2
+    def look() -> Survey:
+        seen = survey(cfg, layout, observer, hear_every_master(cfg.advert_int))
+        looks.append(not seen.problems and not placement_problems(cfg, seen))
+        return seen
 
-    wait_until(settled, budget=budget, clock=clock)
-    assert last is not None  # wait_until calls at least once
+    last = wait_until(look, done=lambda _: looks[-2:] == [True, True], budget=budget, clock=clock).last
     warnings.extend(placement_problems(cfg, last))
     return PostDeployReport(last, last.problems, warnings)

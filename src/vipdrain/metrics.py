@@ -41,6 +41,7 @@ from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
 from vipdrain.notify import STATES, Transition, read_state
 from vipdrain.priority import effective_priority
+from vipdrain.timing import hear_every_master
 
 if TYPE_CHECKING:
     from vipdrain.drain import DrainOutcome
@@ -421,7 +422,7 @@ def survey_now(cfg: JobConfig, layout: Layout) -> Path | None:
     from vipdrain.survey import take_survey
 
     with LiveObserver(cfg, layout) as observer:
-        survey = take_survey(cfg, layout, observer, listen=1.5 * cfg.advert_int + 0.2)
+        survey = take_survey(cfg, layout, observer, listen=hear_every_master(cfg.advert_int))
     return record_survey(cfg, layout, survey)
 
 

@@ -8,13 +8,15 @@ import ipaddress
 import logging
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Protocol
 
 from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import read_state_file
+from vipdrain.timing import advert_freshness, hear_every_master
 from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip, master_here
 
 log = logging.getLogger("vipdrain.observe")
@@ -23,6 +25,34 @@ log = logging.getLogger("vipdrain.observe")
 PEER_PROBE_TIMEOUT = 0.3
 #: Long enough for a peer on the segment to answer ARP; spent once per drain, before the hold.
 RESIGN_ARP_TIMEOUT = 0.1
+
+
+class Observer(Protocol):
+    """What the survey, post-start and post-deploy read from the wire and the interfaces;
+    `LiveObserver` is the real one, `tests/unit/fakes.FakeObserver` the unit tests' one."""
+
+    @property
+    def latest(self) -> Mapping[tuple[int, int], PeerAdvert]:
+        """Latest advert per (VRID, address family) from anyone but us."""
+        ...
+
+    @property
+    def sources(self) -> Mapping[tuple[int, int], Mapping[IPAddress, PeerAdvert]]:
+        """Every source heard per (VRID, family), with its latest advert."""
+        ...
+
+    @property
+    def freshness(self) -> float:
+        """An advert older than this no longer proves its sender is master."""
+        ...
+
+    def collect(self, seconds: float, *, until_first: bool = False) -> None:
+        """Listen for adverts for up to `seconds`; with `until_first`, return once some arrived."""
+        ...
+
+    def views(self, own_priority: int) -> list[VipView]:
+        """One observation of every VIP of the job."""
+        ...
 
 
 class LiveObserver:
@@ -83,12 +113,12 @@ class LiveObserver:
     @property
     def freshness(self) -> float:
         """An advert older than this no longer proves its sender is master (RFC Master_Down_Interval)."""
-        return 3 * self.cfg.advert_int + 0.5
+        return advert_freshness(self.cfg.advert_int)
 
     @property
     def master_window(self) -> float:
         """A master advertises every advert_int: silent this long, it is not master."""
-        return 1.5 * self.cfg.advert_int + 0.2
+        return hear_every_master(self.cfg.advert_int)
 
     def collect(self, seconds: float, *, until_first: bool = False) -> None:
         """Record adverts from every interface for `seconds`; with `until_first`, return as soon as

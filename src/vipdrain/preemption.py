@@ -18,12 +18,13 @@ from collections.abc import Callable
 from vipdrain.hold import read_hold
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig, Vip
-from vipdrain.observe import LiveObserver
+from vipdrain.observe import Observer
 from vipdrain.priority import effective_priority
+from vipdrain.timing import hear_every_master, post_start_takeover_wait
 from vipdrain.waiting import wait_until
 
 
-def to_take(observer: LiveObserver, own_priority: int, now: float) -> list[Vip]:
+def to_take(observer: Observer, own_priority: int, now: float) -> list[Vip]:
     """VIPs held elsewhere by a master that advertises less than `own_priority` (what the
     observer heard): with preemption on, this VM takes them."""
     out = []
@@ -35,16 +36,15 @@ def to_take(observer: LiveObserver, own_priority: int, now: float) -> list[Vip]:
     return out
 
 
-def await_preemption(cfg: JobConfig, layout: Layout, observer: LiveObserver,
+def await_preemption(cfg: JobConfig, layout: Layout, observer: Observer,
                      clock: Callable[[], float] = time.monotonic) -> list[str]:
     """Listen; if this VM outranks a master, wait until it holds those VIPs. Returns warnings."""
     own = effective_priority(cfg.priority, held=read_hold(layout).active)
-    observer.collect(1.5 * cfg.advert_int + 0.1)
+    observer.collect(hear_every_master(cfg.advert_int))
     pending = to_take(observer, own, clock())
     if not pending:
         return []
-    # Master_Down_Interval (3 x advert_int + skew < 1 advert_int) plus slack.
-    budget = 4 * cfg.advert_int + 2.0
+    budget = post_start_takeover_wait(cfg.advert_int)
 
     def taken() -> bool:
         observer.collect(0.1)

@@ -72,6 +72,7 @@ from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Peer, Vip
 from vipdrain.procs import read_pid
+from vipdrain.timing import takeover_bound
 from vipdrain.verdicts import PeerAdvert
 
 log = logging.getLogger("vipdrain.preserve")
@@ -222,13 +223,6 @@ def interface_numbers(vips: Iterable[Vip]) -> dict[str, int]:
     """The suffix `_<n>` of each interface's chain and maps: interfaces numbered by sorted name,
     as `Forwarder.from_config` orders them."""
     return {name: n for n, name in enumerate(sorted({v.interface for v in vips}))}
-
-
-def takeover_bound(advert_int: float) -> float:
-    """Seconds from a hold's release until keepalived here may take a VIP by preemption: a
-    backup that outranks the master ignores its adverts and waits Master_Down_Interval
-    (3 x advert_int + skew, skew < advert_int), plus a second for the hold to reach it."""
-    return 4 * advert_int + 1.0
 
 
 def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,

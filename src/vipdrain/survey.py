@@ -17,8 +17,9 @@ from vipdrain.hold import Hold, read_hold
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import Reader, Transition, find_readers, reader_problem, recent_transitions
-from vipdrain.observe import LiveObserver
+from vipdrain.observe import Observer
 from vipdrain.priority import effective_priority
+from vipdrain.timing import hear_every_master
 
 log = logging.getLogger("vipdrain.survey")
 
@@ -142,17 +143,20 @@ class Survey:
 def take_survey(
     cfg: JobConfig,
     layout: Layout,
-    observer: LiveObserver,
+    observer: Observer,
     listen: float,
     probe: NeighbourProbe = vrrp.who_has,
     mac_of: Callable[[str], str] = vrrp.local_mac,
     forwarding: Callable[[JobConfig], dict[str, str]] = preserve.forwarding_now,
     readers: Callable[[Layout], list[Reader]] = find_readers,
+    process_states: Callable[[Layout], dict[str, str | None]] = keepalived.process_states,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Survey:
     """Listen `listen` seconds for adverts, ask who has each VIP (ARP, IPv6 neighbour
-    discovery), and put together who holds what, every holder named by its VM."""
+    discovery), and put together who holds what, every holder named by its VM.
+    The keyword arguments after `listen` are the survey's effects (unit tests replace them)."""
     observer.collect(listen)
-    states = keepalived.process_states(layout)
+    states = process_states(layout)
     ka_problem, down = keepalived_problem(states), keepalived_down(states)
     hold = read_hold(layout)
     holder_file_on = any(_holder_on(layout, v.name) for v in cfg.vips)
@@ -161,7 +165,7 @@ def take_survey(
     here_macs = {i: mac_of(i) for i in interfaces}
     answers = _ask_who_has(cfg, interfaces, probe)
     members = members_by_mac(cfg, here_macs, {a: m for found in answers.values() for a, m in found.items()})
-    now = time.monotonic()
+    now = clock()
     surveys = []
     for view in observer.views(own):
         vip = view.vip
@@ -175,7 +179,7 @@ def take_survey(
             member = members.get(adv.mac, Member(str(src), ""))
             s.peers_heard[member.address] = adv.priority
             # A master advertises every advert_int; older than ~1.5 intervals means it stopped.
-            recent = now - adv.seen_at <= 1.5 * cfg.advert_int + 0.2
+            recent = now - adv.seen_at <= hear_every_master(cfg.advert_int)
             if recent and adv.priority > 0 and all(h.mac != adv.mac for h in s.holders):
                 s.holders.append(Holder(adv.mac, member.address, f"adverts at priority {adv.priority}", member.name))
         how = "ARP" if vip.family == 4 else "neighbour discovery"

@@ -8,20 +8,45 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
 
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, wait_fixed
 
+T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class Waited(Generic[T]):
+    """How a wait ended: `ok` when the condition held in time, `last` the last observation
+    (tenacity's `RetryError.last_attempt` habit). True in a boolean context exactly when `ok`."""
+
+    ok: bool
+    last: T
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@overload
+def wait_until(condition: Callable[[], T], *, done: Callable[[T], bool], budget: float, step: float = ...,
+               clock: Callable[[], float] = ..., sleep: Callable[[float], None] = ...) -> Waited[T]: ...
+@overload
+def wait_until(condition: Callable[[], Any], *, budget: float, step: float = ...,
+               clock: Callable[[], float] = ..., sleep: Callable[[float], None] = ...) -> Waited[Any]: ...
 def wait_until(
-    condition: Callable[[], bool],
+    condition: Callable[[], Any],
     *,
+    done: Callable[[Any], bool] = bool,
     budget: float,
     step: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> bool:
-    """Call `condition` until it returns True (-> True) or `budget` seconds ran out (-> False).
+) -> Waited[Any]:
+    """Call `condition` until `done(result)` (default: the result is truthy) or `budget` seconds ran out.
 
+    Returns a `Waited`: `.ok` whether it was done in time, `.last` the last result `condition`
+    returned (so callers need not smuggle it out). It is called at least once.
     `step` is the pause between calls (0 when the condition itself blocks, e.g. listening for
     adverts). The deadline is never overrun by a pause: the last call starts before it.
     """
@@ -31,12 +56,12 @@ def wait_until(
         return clock() - started + step >= budget
 
     try:
-        Retrying(
+        result = Retrying(
             stop=out_of_time,
             wait=wait_fixed(step),
-            retry=retry_if_result(lambda done: not done),
+            retry=retry_if_result(lambda value: not done(value)),
             sleep=sleep,
         )(condition)
-    except RetryError:
-        return False
-    return True
+    except RetryError as exc:
+        return Waited(False, exc.last_attempt.result())
+    return Waited(True, result)

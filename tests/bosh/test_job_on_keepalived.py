@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from bosh_harness import install_job, render, rotated_by_agent
 
+from labpolicy import unavailable
+
 pytestmark = pytest.mark.lab
 
 SCRIPT = r"""
@@ -68,9 +70,7 @@ def _lab_or_skip() -> None:
         if probe.returncode != 0:
             problem = f"cannot create a network namespace: {probe.stderr.decode().strip()}"
     if problem:
-        if os.environ.get("VIPDRAIN_REQUIRE_LAB") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
 
 
 def test_generated_job_runs_the_bosh_lifecycle_with_real_keepalived(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from rollout_support import BoshRun, Story, Traffic, run_vipdrain, status_json
 
 from vipdrain.lab.cluster import Lab
 from vipdrain.lab.wait import until
+from vipdrain.timing import elections_settle
 
 scenarios("reboot")
 
@@ -61,7 +62,7 @@ def reboot(lab: Lab, story: Story, traffic: Traffic, vm: str, delay: float) -> R
     for vip in lab.vips:
         until(lambda vip=vip: target.recorded_state(vip) in ("BACKUP", "MASTER"), SETTLE_DEADLINE, interval=0.05,
               what=f"{vm}'s keepalived to leave FAULT for {vip}")
-    traffic.wait_past(time.time() + 10 * lab.advert_int + 1.0, timeout=SETTLE_DEADLINE)
+    traffic.wait_past(time.time() + elections_settle(lab.advert_int) + 1.0, timeout=SETTLE_DEADLINE)
     return Reboot(vm, start, booted, answered)
 
 

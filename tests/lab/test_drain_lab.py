@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from vipdrain import timing
 from vipdrain.lab import netns
 from vipdrain.lab.cluster import VM, Lab
 from vipdrain.waiting import wait_until
@@ -30,13 +31,9 @@ def drain(vm: VM, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     return proc, time.monotonic() - started
 
 
-def skew(priority: int, advert_int: float) -> float:
-    return (256 - priority) / 256 * advert_int
-
-
 def handoff_bound(lab: Lab) -> float:
-    """The issue's promise: 3 x advert_int + skew (of a priority-150 peer) + 0.5 s."""
-    return 3 * lab.advert_int + skew(150, lab.advert_int) + 0.5
+    """The issue's promise without the resign advert (of a priority-150 peer)."""
+    return timing.handoff_bound(150, lab.advert_int, resign=False)
 
 
 PRESERVE = {"vipdrain": {"drain": {"preserve_connections": True, "preserve_grace": 2}}}
@@ -107,7 +104,7 @@ def test_handoff_at_the_default_advert_interval(lab: Lab, client, observer) -> N
     without = handoff_seconds(proc.stderr)
     run.stop()
     assert_no_lost_request(run.summary(t0 - 1, time.time()), preserving=False)
-    assert with_resign <= skew(150, 1.0) + 0.5 + 0.5, f"with resign {with_resign:.2f} s"
+    assert with_resign <= timing.handoff_bound(150, 1.0) + 0.7, f"with resign {with_resign:.2f} s"
     assert without <= handoff_bound(lab), f"without resign {without:.2f} s"
     print(f"handoff at advert_int 1 s: {with_resign:.2f} s with the resign advert, {without:.2f} s without")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from labpolicy import unavailable
 from vipdrain.config import parse_config
 from vipdrain.errors import ConfigInvalid
 from vipdrain.layout import Layout
@@ -157,16 +158,6 @@ def conf() -> Callable[[str], Block]:
 # --- the real keepalived ----------------------------------------------------------------------
 
 
-def _require_lab() -> bool:
-    return os.environ.get("VIPDRAIN_REQUIRE_LAB") == "1"
-
-
-def _unavailable(reason: str) -> None:
-    if _require_lab():
-        pytest.fail(f"{reason} (VIPDRAIN_REQUIRE_LAB=1: this is a failure, not a skip)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def keepalived_bin() -> str:
     """Path of keepalived; skips (fails under VIPDRAIN_REQUIRE_LAB=1) when it is not installed."""
@@ -174,7 +165,7 @@ def keepalived_bin() -> str:
         "keepalived", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     )
     if not found:
-        _unavailable("keepalived is not installed (apt-get install keepalived)")
+        unavailable("keepalived is not installed (apt-get install keepalived)")
     return str(found)
 
 
@@ -193,10 +184,10 @@ def vrrp_interface() -> str:
     try:
         out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        _unavailable(f"cannot list interfaces with `ip -j link`: {exc}")
+        unavailable(f"cannot list interfaces with `ip -j link`: {exc}")
     names = _multicast_interfaces(json.loads(out or "[]"))
     if not names:
-        _unavailable("no multicast-capable non-loopback interface to render VRRP instances on")
+        unavailable("no multicast-capable non-loopback interface to render VRRP instances on")
     return names[0]
 
 

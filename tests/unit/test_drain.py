@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pytest
+from fakes import FakeClock, job_config
 
 from vipdrain.drain import Drain, DrainArgs, DrainCancelled, parse_drain_args
 from vipdrain.errors import RuntimeFailure
@@ -23,30 +24,8 @@ CHECK = HealthCheck(command="", interval=1.0, timeout=1.0, fall=2, rise=2)
 
 
 def make_cfg(n_vips: int = 1, peers: int = 1, healthcheck: HealthCheck | None = CHECK, **drain: object) -> JobConfig:
-    vips = tuple(
-        Vip(name=f"vip_{i + 1}", address=ipaddress.ip_address(f"192.0.2.{100 + i}"), virtual_router_id=1 + i,
-            interface="eth0")
-        for i in range(n_vips)
-    )
-    return JobConfig(
-        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
-        vips=vips,
-        priority=150,
-        healthcheck=healthcheck,
-        peers=tuple(Peer(address=ipaddress.ip_address(f"192.0.2.{11 + i}"), index=1 + i) for i in range(peers)),
-        drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain),  # type: ignore[arg-type]
-    )
-
-
-@dataclass
-class FakeClock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
+    return job_config(n_vips, peers, priority=150, healthcheck=healthcheck,
+                      drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -210,6 +189,21 @@ def test_no_takeover_proceed_policy_after_deadline(layout):
     assert out.value == 0
     assert "proceeding without handoff" in out.summary and "no peer has advertised VRID 1" in out.summary
     assert 4.5 <= clock.now <= 5.2
+    [warning] = out.warnings  # returned for the CLI to log once
+    assert warning.startswith("NO VERIFIED HANDOFF: no peer took over within")
+
+
+def test_warnings_are_returned_in_the_outcome_and_logged_when_the_drain_fails(layout, caplog):
+    """kubectl's drain habit: the BOSH arguments' warnings (and any later) come back with the outcome;
+    a drain that raises logs them first, so they are not lost."""
+    clock = FakeClock()
+    odd = parse_drain_args(["job_changed", "weird_state"])
+    out = run(make_cfg(), layout, FakeObserver(make_cfg(), clock, takeover_at=0.5), clock, args=odd)
+    assert out.value == 0 and out.warnings == list(odd.warnings) and len(out.warnings) == 1
+    cfg = make_cfg(no_peer_policy="fail")
+    with caplog.at_level("WARNING", logger="vipdrain.drain"), pytest.raises(RuntimeFailure):
+        run(cfg, layout, FakeObserver(cfg, clock, takeover_at=None), clock, args=odd)
+    assert odd.warnings[0] in caplog.text
 
 
 def test_no_takeover_fail_policy_restores_priority(layout):
@@ -340,7 +334,8 @@ def test_vip_left_by_a_dead_keepalived_is_removed_once_a_peer_holds_it(layout):
         return "removed"
 
     drain = Drain(cfg, layout, obs, clock=clock, sleep=clock.sleep, keep_copy=fake_copy, drop_stale=drop)
-    assert drain.run(BOSH_CHANGED).value == 0
+    out = drain.run(BOSH_CHANGED)
+    assert out.value == 0 and out.warnings == ["removed"]
     assert dropped == ["vip_1"] and clock.now >= 0.5  # never before the peer was proven
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from fakes import job_config
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +22,7 @@ from vipdrain.drain import Drain, DrainArgs, DrainOutcome
 from vipdrain.hold import set_hold
 from vipdrain.layout import Layout
 from vipdrain.metrics import HANDOFF_BUCKETS, Counters, Snapshot, VipSample
-from vipdrain.model import DrainSettings, InstanceSpec, JobConfig, MetricsSettings, Vip
+from vipdrain.model import DrainSettings, JobConfig, MetricsSettings
 from vipdrain.notify import follow_fifo
 from vipdrain.verdicts import Verdict, VipView
 
@@ -119,16 +120,8 @@ def test_counters_survive_a_json_round_trip_and_other_buckets_restart_the_histog
 
 
 def cfg_for(tmp_path: Path | None, peers: int = 1, **settings) -> JobConfig:
-    from vipdrain.model import Peer
-
-    return JobConfig(
-        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
-        vips=(Vip("vip_1", ipaddress.ip_address("192.0.2.100"), 1, "eth0"),),
-        priority=200,
-        peers=tuple(Peer(address=ipaddress.ip_address(f"192.0.2.{11 + i}"), index=1 + i) for i in range(peers)),
-        drain=DrainSettings(timeout=1.0),
-        metrics=MetricsSettings(textfile_dir=str(tmp_path) if tmp_path else None, **settings),
-    )
+    return job_config(1, peers, priority=200, drain=DrainSettings(timeout=1.0),
+                      metrics=MetricsSettings(textfile_dir=str(tmp_path) if tmp_path else None, **settings))
 
 
 class HeldHere:
@@ -155,7 +148,7 @@ def test_a_real_drain_without_peer_is_counted_as_proceeded_without_handoff(tmp_p
     (DrainOutcome(0, "x handed over", verdicts=[Verdict(True, "ok")]), "handed_over"),  # dynamic call-back
     (DrainOutcome(-1, "handing over 1 VIP(s); BOSH calls back"), None),
     (DrainOutcome(0, "this VM holds none of its VIPs: nothing to hand over"), "nothing_held"),
-    (DrainOutcome.proceeding("no peer"), "proceeded_without_handoff"),
+    (DrainOutcome.proceeding("no peer", warning=""), "proceeded_without_handoff"),
 ])
 def test_drain_result(outcome: DrainOutcome | None, expected: str | None) -> None:
     assert metrics.drain_result(outcome) == expected

@@ -7,8 +7,10 @@ import ipaddress
 import struct
 import time
 
+from fakes import job_config
+
 from vipdrain import vrrp
-from vipdrain.model import InstanceSpec, JobConfig, Peer, Vip
+from vipdrain.model import JobConfig, Vip
 from vipdrain.survey import Holder, Member, members_by_mac
 
 V6 = ipaddress.IPv6Address
@@ -44,12 +46,7 @@ def test_anything_else_is_no_neighbour_advert():
 
 
 def cfg() -> JobConfig:
-    return JobConfig(
-        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=ipaddress.ip_address("192.0.2.10")),
-        vips=(Vip("vip_1", V6("2001:db8::100"), 1, "eth0"),),
-        peers=(Peer(ipaddress.ip_address("192.0.2.11"), index=1), Peer(ipaddress.ip_address("192.0.2.12"), index=2),
-               Peer(ipaddress.ip_address("192.0.2.13"), index=3)),
-    )
+    return job_config([Vip("vip_1", V6("2001:db8::100"), 1, "eth0")], peers=3)
 
 
 def test_members_are_told_by_the_mac_that_answers_for_their_address():

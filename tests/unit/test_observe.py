@@ -8,10 +8,11 @@ import ipaddress
 import struct
 
 import pytest
+from fakes import job_config
 
 from vipdrain import rtnl
 from vipdrain.layout import Layout
-from vipdrain.model import DrainSettings, InstanceSpec, JobConfig, Peer, Vip
+from vipdrain.model import DrainSettings, JobConfig
 from vipdrain.notify import read_state, read_state_file, record_transition
 from vipdrain.observe import LiveObserver
 from vipdrain.verdicts import PeerAdvert
@@ -76,14 +77,7 @@ def test_a_rewritten_state_file_is_read_again(layout):
 
 
 def make_cfg(vips: int = 2) -> JobConfig:
-    return JobConfig(
-        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=V4("192.0.2.10")),
-        vips=tuple(Vip(name=f"vip_{i + 1}", address=V4(f"192.0.2.{100 + i}"), virtual_router_id=1 + i,
-                       interface="eth0") for i in range(vips)),
-        priority=150,
-        peers=(Peer(address=V4("192.0.2.11"), index=1),),
-        drain=DrainSettings(peer_check=False),
-    )
+    return job_config(vips, peers=1, priority=150, drain=DrainSettings(peer_check=False))
 
 
 def test_views_see_addresses_on_the_vips_interface_and_each_new_state(layout):

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from fakes import FakeClock, job_config
 
 from vipdrain import preserve
 from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
-from vipdrain.model import DrainSettings, InstanceSpec, IPAddress, JobConfig, Peer, Vip
+from vipdrain.model import DrainSettings, IPAddress, JobConfig, Vip
 from vipdrain.verdicts import PeerAdvert
 
 SELF = ipaddress.ip_address("192.0.2.10")
@@ -33,12 +34,7 @@ def vip(address: IPAddress, vrid: int = 1, interface: str = "eth0") -> Vip:
 def make_cfg(vips: Sequence[Vip] = (vip(VIP4),), peers: Sequence[str] = ("192.0.2.11", "192.0.2.12"),
              **drain: object) -> JobConfig:
     settings = {"preserve_connections": True, "preserve_grace": 30.0, **drain}
-    return JobConfig(
-        instance=InstanceSpec(name="haproxy", index=0, id="a", bootstrap=True, ip=SELF),
-        vips=tuple(vips),
-        peers=tuple(Peer(address=ipaddress.ip_address(p), index=i + 1) for i, p in enumerate(peers)),
-        drain=DrainSettings(timeout=30.0, **settings),  # type: ignore[arg-type]
-    )
+    return job_config(vips, peers, drain=DrainSettings(timeout=30.0, **settings))  # type: ignore[arg-type]
 
 
 def ruleset(cfg: JobConfig, macs: dict[str, str] | None = None) -> str:
@@ -360,19 +356,8 @@ def test_the_drain_says_why_it_cannot_preserve(tmp_path: Path) -> None:
 # --- the repeater ------------------------------------------------------------------------------
 
 
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
 def test_the_repeater_stops_as_soon_as_the_vip_has_left() -> None:
-    clock, sent = Clock(), []
+    clock, sent = FakeClock(), []
     here = {"eth0": [SELF, VIP4]}
 
     def addresses() -> dict[str, list[IPAddress]]:
@@ -390,7 +375,7 @@ def test_the_repeater_stops_as_soon_as_the_vip_has_left() -> None:
 
 
 def test_the_repeater_gives_up_after_its_budget_and_survives_a_failed_look() -> None:
-    clock, sent = Clock(), []
+    clock, sent = FakeClock(), []
     looks = iter([RuntimeFailure("ip -j addr failed")])
 
     def addresses() -> dict[str, list[IPAddress]]:

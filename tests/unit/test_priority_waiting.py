@@ -84,3 +84,18 @@ def test_neighbours_are_far_apart_and_in_band(size):
         assert prios == sorted(prios, reverse=True)
         if size <= 5:  # small groups (the usual case) get steps of ~25: backups never tie
             assert min(a - b for a, b in itertools.pairwise(prios)) >= 24
+
+
+def test_wait_until_returns_the_last_observation():
+    """Like tenacity's RetryError.last_attempt: the caller gets what was seen last, done or not."""
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    seen = iter(range(100))
+    timed_out = wait_until(lambda: next(seen), done=lambda n: n >= 50, budget=2.0, step=0.5,
+                           clock=lambda: now[0], sleep=sleep)
+    assert not timed_out.ok and not timed_out and timed_out.last == 3  # calls at 0, 0.5, 1.0, 1.5 s
+    reached = wait_until(lambda: next(seen), done=lambda n: n >= 5, budget=10.0, step=0.0)
+    assert reached.ok and reached.last == 5

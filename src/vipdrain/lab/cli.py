@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vipdrain.errors import EXIT_OK, EXIT_RUNTIME, RuntimeFailure
+from vipdrain.timing import master_down_bound
 
 
 @contextmanager
@@ -52,7 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         # The notify hook records states asynchronously: give it a moment so the status printed
         # agrees with the addresses; if it never does, the status shows the disagreement.
         with contextlib.suppress(LabTimeout):
-            lab.wait_converged(timeout=3 * lab.advert_int + 2.0, states=True)
+            lab.wait_converged(timeout=master_down_bound(lab.advert_int) + 2.0, states=True)
     _print_status(lab.status(), args.json)
     if not args.json:
         print(f"\nlab {lab.prefix} is up: `vipdrain lab exec vm0 -- vipdrain status`, "

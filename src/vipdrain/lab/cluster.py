@@ -50,6 +50,7 @@ from vipdrain.lab.haproxy import command_line as haproxy_argv
 from vipdrain.lab.proc import Proc, spawn, stop_all, sweep_namespace
 from vipdrain.lab.wait import LabTimeout, until
 from vipdrain.layout import CMD_ENV, ROOT_ENV, Layout
+from vipdrain.timing import lab_converge_deadline, master_down_bound
 
 if TYPE_CHECKING:
     from vipdrain.lab.client import ClientRun
@@ -770,8 +771,8 @@ class Lab:
         the notify hook agree too (MASTER exactly where the VIP is; the hook runs asynchronously,
         so it lags the addresses). Default deadline: 10 advert intervals plus 15 s of slack.
         """
-        deadline = timeout if timeout is not None else 10 * self.advert_int + 15.0
-        settle = 4 * self.advert_int
+        deadline = timeout if timeout is not None else lab_converge_deadline(self.advert_int)
+        settle = master_down_bound(self.advert_int)
         expected = self.bootstrap.name if self.placement == "preferred" else None
         seen: dict[str, tuple[str, float]] = {}
         why = ["nothing observed yet"]

@@ -70,7 +70,7 @@ class Proc:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the process to exit; True if it did."""
-        return wait_until(lambda: not self.alive(), budget=timeout, step=0.02)
+        return wait_until(lambda: not self.alive(), budget=timeout, step=0.02).ok
 
     def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 30.0, kill_after: bool = True) -> bool:
         """Signal the group with `sig` (SIGCONT too, so a frozen process can act on it) and wait.
