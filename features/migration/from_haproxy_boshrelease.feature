@@ -16,7 +16,7 @@ Feature: Migrating from haproxy-boshrelease's keepalived job without a split bra
   When vm0 comes back on vipdrain it takes the VIP back (make-before-break, it outranks the old
   VMs): a connection whose first packets reached the old VM and whose next ones reach vm0 cannot
   be sent back, because a VM on the old job keeps no copy of the VIP once it is a backup. That
-  costs the connections in flight at that instant (0 to 2 at 200 requests a second, measured), and
+  costs the connections in flight at that instant (0 or 1 at 200 requests a second so far), and
   nothing after vm0's update.
 
   Background:
