@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: the schema loads when the generator runs
-    from vipdrain.schema import PropertyDef
+    from vipdrain.config.schema import PropertyDef
 
 JOB = "keepalived"
 JOB_DESCRIPTION = (
@@ -108,7 +108,7 @@ class GeneratorError(ValueError):
 
 
 def _has(prop: PropertyDef, field: str) -> bool:
-    from vipdrain.schema import NO_DEFAULT
+    from vipdrain.config.schema import NO_DEFAULT
 
     return getattr(prop, field) is not NO_DEFAULT
 
@@ -318,7 +318,7 @@ def static_checks(props: Sequence[PropertyDef], retired: Mapping[str, str]) -> s
     import json
 
     from vipdrain.config import LEGACY_TYPES
-    from vipdrain.schema import TYPE_WORDS
+    from vipdrain.config.schema import TYPE_WORDS
 
     table: dict[str, dict[str, Any]] = {}
     for prop in props:
@@ -547,7 +547,7 @@ def find_repo(start: Path | None = None) -> Path:
 
 
 def cmd_generate_job(args: argparse.Namespace) -> int:
-    from vipdrain.schema import PROPERTIES
+    from vipdrain.config.schema import PROPERTIES
 
     repo = Path(args.repo).resolve() if args.repo else find_repo()
     out = Path(args.out).resolve() if args.out else repo

@@ -13,7 +13,7 @@ from bosh_harness import REPO
 
 from vipdrain import boshjob
 from vipdrain.cli import main
-from vipdrain.schema import NO_DEFAULT, PROPERTIES, PropertyDef
+from vipdrain.config.schema import NO_DEFAULT, PROPERTIES, PropertyDef
 
 LIFECYCLE = REPO / "lifecycle"
 

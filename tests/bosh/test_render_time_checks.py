@@ -12,7 +12,7 @@ import pytest
 from bosh_harness import RenderError, render
 
 from vipdrain import boshjob
-from vipdrain.schema import BY_NAME, PROPERTIES, static_problem
+from vipdrain.config.schema import BY_NAME, PROPERTIES, static_problem
 
 VIP = {"keepalived": {"vip": "192.0.2.100"}}
 

@@ -45,7 +45,7 @@ from vipdrain.model import (
 from vipdrain.priority import base_priority
 from vipdrain.probe import parse_probe
 from vipdrain.render import MAX_LINE_BYTES, split_smtp_server, unsafe_character
-from vipdrain.schema import BY_NAME, NO_DEFAULT, TYPE_WORDS, describe, has_type, static_problem
+from vipdrain.config.schema import BY_NAME, NO_DEFAULT, TYPE_WORDS, describe, has_type, static_problem
 
 InterfaceLookup = Callable[[IPAddress], str | None]
 
