@@ -3,7 +3,7 @@
 - `lifecycle/`: the hand-written hook scripts (pre-start, drain, post-start, post-deploy), the
   keepalived ctl script, the `bin/vipdrain` wrapper, the monit file and `common.sh`, which the
   scripts source when run from `lifecycle/` and which is pasted into each generated script;
-- `vipdrain.schema.PROPERTIES`: every job property (name, description, default, example, type).
+- `vipdrain.config.schema.PROPERTIES`: every job property (name, description, default, example, type).
 
 From them come the job's `spec` (properties, templates, packages, links), its templates (the
 scripts plus the config template `vipdrain.yml.erb`, which dumps properties + spec + link as
@@ -13,7 +13,7 @@ committed files differ from what it would write, so neither can drift from the s
 
 Only `p`, `if_p`, `spec` and `if_link` appear in the ERB: one loop dumps the values, and one
 applies the checks that need nothing but a value (type, choices, range), generated from the schema
-(`vipdrain.schema.static_problem` makes the same checks in Python), so such a mistake fails while
+(`vipdrain.config.schema.static_problem` makes the same checks in Python), so such a mistake fails while
 the director renders, before any VM is touched. All other judgement is `vipdrain.config`'s.
 """
 
@@ -143,7 +143,7 @@ def retired_properties() -> dict[str, str]:
     meaning with one warning naming the vipdrain property to use instead.
     """
     try:
-        from vipdrain.config import LEGACY
+        from vipdrain.config.compat import LEGACY
     except ImportError:
         return {}
     return dict(LEGACY)
@@ -196,7 +196,7 @@ def render_spec(props: Sequence[PropertyDef], retired: Mapping[str, str] | None 
     retired = retired_properties() if retired is None else retired
     out = [
         "---",
-        f"# {GENERATED_BY} from lifecycle/ and vipdrain.schema.PROPERTIES:",
+        f"# {GENERATED_BY} from lifecycle/ and vipdrain.config.schema.PROPERTIES:",
         f"# {REGENERATE}.",
         f"name: {JOB}",
         "",
@@ -246,7 +246,7 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     spec_fields = ",\n".join(f"    '{f}' => spec.{f}" for f in SPEC_FIELDS)
     link_fields = ", ".join(f"'{f}' => i.{f}" for f in LINK_INSTANCE_FIELDS)
     return f"""<%-
-  # {GENERATED_BY} from vipdrain.schema.PROPERTIES:
+  # {GENERATED_BY} from vipdrain.config.schema.PROPERTIES:
   # {REGENERATE}.
   # Dumps what vipdrain needs (properties, this instance's spec, the {LINK} link) as JSON, which is
   # YAML; vipdrain validates it in pre-start. No decisions here: they are tested in Python.
@@ -267,7 +267,7 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
     end
   end
 
-  # What needs nothing but the value itself (type, choices, range; from vipdrain.schema) is
+  # What needs nothing but the value itself (type, choices, range; from vipdrain.config.schema) is
   # checked here too, so such a mistake fails the deploy while the director renders, before any
   # VM is touched, with vipdrain's wording. vipdrain checks everything again in pre-start.
   checks = JSON.parse(<<~'CHECKS')
@@ -313,11 +313,11 @@ def render_config_template(props: Sequence[PropertyDef], retired: Mapping[str, s
 
 
 def static_checks(props: Sequence[PropertyDef], retired: Mapping[str, str]) -> str:
-    """The checks `vipdrain.schema.static_problem` makes, as JSON for the config template:
+    """The checks `vipdrain.config.schema.static_problem` makes, as JSON for the config template:
     {name: {type, words, choices?, limits?, range?}}, haproxy-boshrelease's names by type only."""
     import json
 
-    from vipdrain.config import LEGACY_TYPES
+    from vipdrain.config.compat import LEGACY_TYPES
     from vipdrain.config.schema import TYPE_WORDS
 
     table: dict[str, dict[str, Any]] = {}
@@ -404,7 +404,7 @@ def render_properties_doc(props: Sequence[PropertyDef], retired: Mapping[str, st
     out = [
         f"# Properties of the `{JOB}` job",
         "",
-        f"<!-- {GENERATED_BY} from vipdrain.schema.PROPERTIES: {REGENERATE}. -->",
+        f"<!-- {GENERATED_BY} from vipdrain.config.schema.PROPERTIES: {REGENERATE}. -->",
         "",
         f"Every property of the `{JOB}` job, in the order of its `spec`. Set them under the job's",
         "`properties:` in the deployment manifest ([BOSH.md](BOSH.md) shows where).",

@@ -67,10 +67,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vipdrain import netstate, vrrp
-from vipdrain.config import INTERFACE_NAME
 from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Peer, Vip
+from vipdrain.names import INTERFACE_NAME
 from vipdrain.procs import read_pid
 from vipdrain.verdicts import PeerAdvert
 
