@@ -1,9 +1,5 @@
-"""VRRP on the wire: build and parse adverts (v2 and v3, IPv4 and IPv6), watch them, send them.
-
-Pure part: `Advert`, `parse_advert`/`build_advert` (the VRRP payload, checksums included),
-`parse_packet`/`build_packet` (the IPv4/IPv6 packet around it), `pass_auth`.
-Edge part (Linux, root or CAP_NET_RAW): `AdvertListener`, `send_advert`, `who_has` (ARP and IPv6
-neighbour solicitation), `arp_who_has`, `local_mac`.
+"""VRRP adverts on the wire, pure: `Advert`, `parse_advert`/`build_advert` (the VRRP payload,
+checksums included), `parse_packet`/`build_packet` (the IPv4/IPv6 packet around it), `pass_auth`.
 
 What keepalived 2.2.7 puts on the wire (captured in the lab, tests/lab/test_vrrp_wire.py):
 
@@ -24,19 +20,11 @@ What keepalived 2.2.7 puts on the wire (captured in the lab, tests/lab/test_vrrp
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
-import logging
-import math
-import select
-import socket
 import struct
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from vipdrain.model import IPAddress
-
-log = logging.getLogger(__name__)
 
 VRRP_PROTOCOL = 112
 #: RFC 3768 5.2.3 / RFC 5798 5.1.1.3: adverts are sent, and multicast ones accepted, only with 255.
@@ -54,26 +42,14 @@ AUTH_DATA_LEN = 8
 #: IP precedence "internetwork control", what keepalived sets on its adverts.
 TOS_NETWORK_CONTROL = 0xC0
 
-# Linux constants the socket module of Python 3.10/3.11 does not export.
-_ETH_P_ALL = 0x0003
-_ETH_P_IP = 0x0800
-_ETH_P_ARP = 0x0806
-_ETH_P_IPV6 = 0x86DD
-_SO_ATTACH_FILTER = 26
-_SO_TIMESTAMPNS = 35
-#: struct timespec, as SCM_TIMESTAMPNS delivers it.
-_TIMESPEC = struct.Struct("@ll")
-_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
-
 _HEADER = struct.Struct("!BBBBHH")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
-_IPV6 = struct.Struct("!IHBB16s16s")
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
+IPV6_HEADER = struct.Struct("!IHBB16s16s")
 
 AddressLike = IPAddress | str
 
 
-def _address(value: AddressLike) -> IPAddress:
+def as_address(value: AddressLike) -> IPAddress:
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return value
     return ipaddress.ip_address(value)
@@ -144,8 +120,8 @@ def build_advert(advert: Advert, src: AddressLike | None = None, dst: AddressLik
     pseudo-header is used, enter the checksum: for a unicast peer, give that peer's address.
     Raises ValueError for anything that cannot go on the wire as given.
     """
-    src_ip = _address(src) if src is not None else advert.src
-    dst_ip = _address(dst) if dst is not None else advert.dst
+    src_ip = as_address(src) if src is not None else advert.src
+    dst_ip = as_address(dst) if dst is not None else advert.dst
     if src_ip is None or dst_ip is None:
         raise ValueError("build_advert needs the source and destination addresses")
     if src_ip.version != dst_ip.version:
@@ -198,7 +174,7 @@ def parse_advert(payload: bytes, src: AddressLike, dst: AddressLike) -> Advert:
     the checksum (v3 and v2-over-IPv6 with the pseudo-header). Raises ValueError saying what is
     wrong. Authentication is returned, not judged: that is the receiver's policy.
     """
-    src_ip, dst_ip = _address(src), _address(dst)
+    src_ip, dst_ip = as_address(src), as_address(dst)
     if src_ip.version != dst_ip.version:
         raise ValueError(f"source {src_ip} and destination {dst_ip} are of different IP versions")
     family = src_ip.version
@@ -292,14 +268,14 @@ def parse_packet(data: bytes) -> Packet:
         payload = data[header_len:total]
         total_len = total
     elif version == 6:
-        if len(data) < _IPV6.size:
+        if len(data) < IPV6_HEADER.size:
             raise ValueError(f"IPv6 packet of {len(data)} bytes is shorter than its header")
-        first, length, proto, ttl, src, dst = _IPV6.unpack_from(data)
+        first, length, proto, ttl, src, dst = IPV6_HEADER.unpack_from(data)
         tos = (first >> 20) & 0xFF
-        if _IPV6.size + length > len(data):
+        if IPV6_HEADER.size + length > len(data):
             raise ValueError(f"IPv6 payload length {length} exceeds the {len(data)}-byte packet")
-        payload = data[_IPV6.size : _IPV6.size + length]
-        total_len = _IPV6.size + length
+        payload = data[IPV6_HEADER.size : IPV6_HEADER.size + length]
+        total_len = IPV6_HEADER.size + length
     else:
         raise ValueError(f"IP version {version} is neither 4 nor 6")
     if proto != VRRP_PROTOCOL:
@@ -317,7 +293,7 @@ def build_packet(advert: Advert, src: AddressLike, dst: AddressLike, *, ident: i
     unicast adverts at 64), no flow label. The IPv4 header checksum is filled in (Linux
     recomputes it anyway for raw sends); IPv4 `ident` 0 lets the kernel choose one.
     """
-    src_ip, dst_ip = _address(src), _address(dst)
+    src_ip, dst_ip = as_address(src), as_address(dst)
     payload = build_advert(advert, src_ip, dst_ip)
     if src_ip.version == 4:
         total = _IPV4.size + len(payload)
@@ -336,294 +312,4 @@ def build_packet(advert: Advert, src: AddressLike, dst: AddressLike, *, ident: i
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
         return header + payload
     first = (6 << 28) | (TOS_NETWORK_CONTROL << 20)
-    return _IPV6.pack(first, len(payload), VRRP_PROTOCOL, VRRP_TTL, src_ip.packed, dst_ip.packed) + payload
-
-
-def send_advert(advert: Advert, src: AddressLike, dst: AddressLike, interface: str) -> None:
-    """Send `advert` once from `src` to `dst` out of `interface` (needs CAP_NET_RAW).
-
-    The whole IP header is built here (`build_packet`; an IPPROTO_RAW socket implies
-    IP_HDRINCL, for IPv6 too), so the source is exactly `src` whatever the routing table says,
-    and TTL/hop limit is 255 as the RFCs require (keepalived sends IPv6 unicast adverts with 64;
-    keepalived accepts both). Multicast loopback is off: the local keepalived must not hear its
-    own instance's advert coming back. For a unicast instance call it once per peer, with the
-    peer as `dst`. Link-scoped IPv6 destinations get `interface` as their scope.
-    """
-    src_ip, dst_ip = _address(src), _address(dst)
-    packet = build_packet(advert, src_ip, dst_ip)
-    family = socket.AF_INET if src_ip.version == 4 else socket.AF_INET6
-    with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        if family == socket.AF_INET:
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.sendto(packet, (str(dst_ip), 0))
-        else:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            # inet_ntop drops any "%scope" suffix; the scope id is given explicitly.
-            host = socket.inet_ntop(socket.AF_INET6, dst_ip.packed)
-            sock.sendto(packet, (host, 0, 0, socket.if_nametoindex(interface)))
-
-
-def send_advert_to_mac(advert: Advert, src: AddressLike, dst: AddressLike, interface: str, mac: str) -> None:
-    """Send `advert` (IP destination `dst`, e.g. the multicast group) in a frame addressed to one
-    station's `mac` only: every other VM's kernel drops the frame (not its MAC), so only that VM's
-    keepalived sees the advert - as a multicast advert, which is what its instance expects."""
-    src_ip, dst_ip = _address(src), _address(dst)
-    packet = build_packet(advert, src_ip, dst_ip)
-    proto = _ETH_P_IP if src_ip.version == 4 else _ETH_P_IPV6
-    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(proto)) as sock:
-        sock.sendto(packet, (interface, proto, 0, 0, bytes.fromhex(mac.replace(":", ""))))
-
-
-def _vrrp_filter() -> bytes:
-    """Classic BPF program passing only IPv4/IPv6 packets of protocol 112.
-
-    On a packet socket of type SOCK_DGRAM offsets start at the network header, so the IP
-    version nibble tells v4 from v6 without looking at the link layer. The kernel drops
-    everything else, so a busy haproxy interface costs this process nothing.
-    """
-    ld_b, rsh, jeq, ja, ret = 0x30, 0x74, 0x15, 0x05, 0x06
-    program = [
-        (ld_b, 0, 0, 0),  # 0: A = first byte
-        (rsh, 0, 0, 4),  # 1: A >>= 4 (IP version)
-        (jeq, 0, 2, 4),  # 2: IPv4? -> 3 else 5
-        (ld_b, 0, 0, 9),  # 3: A = IPv4 protocol
-        (ja, 0, 0, 2),  # 4: -> 7
-        (jeq, 0, 3, 6),  # 5: IPv6? -> 6 else 9
-        (ld_b, 0, 0, 6),  # 6: A = IPv6 next header
-        (jeq, 0, 1, VRRP_PROTOCOL),  # 7: VRRP? -> 8 else 9
-        (ret, 0, 0, 0x40000),  # 8: accept (whole packet)
-        (ret, 0, 0, 0),  # 9: drop
-    ]
-    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
-
-
-def _attach_filter(sock: socket.socket, program: bytes) -> None:
-    # struct sock_fprog holds a pointer; the kernel copies the program during setsockopt.
-    buffer = ctypes.create_string_buffer(program)
-    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(buffer))
-    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
-
-
-def _mac(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw[:6])
-
-
-class AdvertListener:
-    """Receives the VRRP adverts crossing one interface of the current network namespace.
-
-    A packet socket (AF_PACKET, all protocols) sees multicast and unicast adverts whether or not
-    anything joined 224.0.0.18/ff02::12, and gives the sender's MAC; an in-kernel BPF filter
-    lets only IP protocol 112 through. The socket also sees this host's own sends: they are
-    skipped unless `include_outgoing`, and marked `Packet.outgoing`.
-
-    Use as a context manager; `next(timeout)` returns the next valid advert or None when the
-    timeout passes (0: only what is already queued). `fileno()` allows select/poll across
-    several listeners. Invalid VRRP packets are skipped and counted in `rejected`, the last
-    reason kept in `last_error`.
-    """
-
-    def __init__(self, interface: str, *, include_outgoing: bool = False, rcvbuf: int = 1 << 20) -> None:
-        self.interface = interface
-        self.include_outgoing = include_outgoing
-        self.rejected = 0
-        self.last_error = ""
-        # Protocol 0 receives nothing until bind, so no unfiltered packet slips in before the filter.
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
-        try:
-            _attach_filter(self._sock, _vrrp_filter())
-            self._sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self._sock.bind((interface, _ETH_P_ALL))
-            self._sock.setblocking(False)
-            self._poll = select.poll()
-            self._poll.register(self._sock, select.POLLIN)
-        except BaseException:
-            self._sock.close()
-            raise
-
-    def __enter__(self) -> AdvertListener:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the socket; idempotent."""
-        self._sock.close()
-
-    def fileno(self) -> int:
-        """The socket's file descriptor, readable when packets are queued."""
-        return self._sock.fileno()
-
-    def next(self, timeout: float | None = None) -> Packet | None:
-        """The next valid advert, waiting at most `timeout` seconds (None: forever)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            packet = self._receive_one()
-            if packet is not None:
-                return packet
-            if deadline is None:
-                self._poll.poll()
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self._poll.poll(max(1, math.ceil(left * 1000)))
-
-    def _receive_one(self) -> Packet | None:
-        """Drain the queue until one acceptable advert comes out; None once it is empty."""
-        while True:
-            try:
-                data, ancdata, _flags, addr = self._sock.recvmsg(65535, _TIMESTAMP_SPACE)
-            except BlockingIOError:
-                return None
-            now_mono, now_wall = time.monotonic(), time.time()
-            outgoing = addr[2] == socket.PACKET_OUTGOING
-            if outgoing and not self.include_outgoing:
-                continue
-            try:
-                packet = parse_packet(data)
-            except ValueError as error:
-                self.rejected += 1
-                self.last_error = f"{_mac(addr[4])}: {error}"
-                log.debug("ignoring VRRP packet on %s from %s", self.interface, self.last_error)
-                continue
-            received = now_mono
-            for level, kind, value in ancdata:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    sec, nsec = _TIMESPEC.unpack_from(value)
-                    # Wall-clock arrival -> monotonic: subtract how long it waited in the queue.
-                    received = now_mono - max(0.0, now_wall - (sec + nsec / 1e9))
-            return replace(packet, src_mac=_mac(addr[4]), received=received, outgoing=outgoing)
-
-
-def local_mac(interface: str) -> str:
-    """The hardware address of `interface` in the current network namespace, e.g. `02:00:5e:10:00:01`."""
-    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0) as sock:
-        sock.bind((interface, 0))
-        return _mac(sock.getsockname()[4])
-
-
-def arp_who_has(
-    interface: str, target_ip: AddressLike, sender_ip: AddressLike, timeout: float
-) -> list[tuple[str, ipaddress.IPv4Address]]:
-    """Broadcast one ARP request for `target_ip` and collect who claims it within `timeout` s.
-
-    Returns `(mac, ip)` per distinct MAC in arrival order: ARP replies for the target and
-    gratuitous ARPs announcing it (keepalived sends those on becoming master). More than one
-    MAC means more than one holder. This host never answers its own request, so a VIP held
-    locally is not listed. `sender_ip` is what peers may learn about us: use this host's own
-    address (or 0.0.0.0 for an RFC 5227 probe), never the VIP.
-    """
-    target, sender = _address(target_ip), _address(sender_ip)
-    if target.version != 4 or sender.version != 4:
-        raise ValueError("ARP is IPv4 only")
-    found = who_has(interface, [target], sender, timeout)
-    return [(mac, target) for mac in found[target]]  # type: ignore[misc]
-
-
-_ETH_P_IPV6 = 0x86DD
-_ICMPV6 = 58
-_NEIGHBOUR_SOLICITATION = 135
-_NEIGHBOUR_ADVERTISEMENT = 136
-#: RFC 4861 7.1: neighbour discovery messages travel with hop limit 255 only.
-_ND_HOP_LIMIT = 255
-
-
-def solicited_node(target: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
-    """RFC 4291 2.7.1: the multicast group a neighbour solicitation for `target` goes to."""
-    return ipaddress.IPv6Address(ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + target.packed[13:])
-
-
-def build_neighbour_solicitation(target: ipaddress.IPv6Address, mac: bytes) -> bytes:
-    """The ICMPv6 message (RFC 4861 4.3) asking who has `target`, with our link-layer address
-    option; checksum 0: the kernel fills it in for ICMPv6 raw sockets (RFC 3542 3.1)."""
-    return struct.pack("!BBHI", _NEIGHBOUR_SOLICITATION, 0, 0, 0) + target.packed + bytes([1, 1]) + mac[:6]
-
-
-def parse_neighbour_advert(packet: bytes) -> ipaddress.IPv6Address | None:
-    """The target of a neighbour advertisement (an IPv6 packet, no extension headers), else None.
-
-    Solicited answers and unsolicited ones (keepalived sends those on becoming master) alike.
-    """
-    if len(packet) < _IPV6.size + 24 or packet[0] >> 4 != 6:
-        return None
-    _first, _length, proto, hops, _src, _dst = _IPV6.unpack_from(packet)
-    icmp = packet[_IPV6.size:]
-    if proto != _ICMPV6 or hops != _ND_HOP_LIMIT or icmp[0] != _NEIGHBOUR_ADVERTISEMENT or icmp[1] != 0:
-        return None
-    return ipaddress.IPv6Address(icmp[8:24])
-
-
-def _send_neighbour_solicitation(interface: str, target: ipaddress.IPv6Address, mac: bytes) -> None:
-    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, _ND_HOP_LIMIT)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-        group = str(solicited_node(target))
-        sock.sendto(build_neighbour_solicitation(target, mac), (group, 0, 0, socket.if_nametoindex(interface)))
-
-
-def who_has(
-    interface: str, targets: list[IPAddress], sender_ip: AddressLike | None, timeout: float
-) -> dict[IPAddress, list[str]]:
-    """Ask the link who has each address - ARP for IPv4, neighbour solicitation for IPv6 - all at
-    once, and collect the MACs that claim each within `timeout` s (arrival order, distinct).
-
-    Answers and unsolicited announcements (gratuitous ARP, unsolicited neighbour adverts) count
-    alike; this host's own packets never do, so an address held here is not listed. `sender_ip`
-    is the IPv4 address ARP requests carry (this host's own, never the VIP; needed only with
-    IPv4 targets). IPv6 solicitations go from the interface's link-local address, chosen by the
-    kernel. One more MAC than expected means one more holder.
-    """
-    v4 = {t.packed: t for t in targets if t.version == 4}
-    v6 = {t: t for t in targets if t.version == 6}
-    found: dict[IPAddress, dict[str, None]] = {t: {} for t in targets}
-    sockets: list[tuple[socket.socket, int]] = []
-    try:
-        # Protocol 0 until bind: nothing from other interfaces gets queued meanwhile.
-        if v4:
-            sender = _address(sender_ip) if sender_ip is not None else None
-            if sender is None or sender.version != 4:
-                raise ValueError("ARP needs this host's IPv4 address as the sender")
-            if sender.packed in v4:
-                raise ValueError(f"asking for {sender} as {sender} would announce it, not probe it")
-            arp = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
-            sockets.append((arp, _ETH_P_ARP))
-            arp.bind((interface, _ETH_P_ARP))
-            mac = arp.getsockname()[4][:6]
-            for packed in v4:
-                request = _ARP.pack(1, _ETH_P_IP, 6, 4, 1, mac, sender.packed, b"\0" * 6, packed)
-                arp.sendto(request, (interface, _ETH_P_ARP, 0, 0, b"\xff" * 6))
-        if v6:
-            nd = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
-            sockets.append((nd, _ETH_P_IPV6))
-            nd.bind((interface, _ETH_P_IPV6))
-            mac = nd.getsockname()[4][:6]
-            for target in v6:
-                _send_neighbour_solicitation(interface, target, mac)  # type: ignore[arg-type]
-        deadline = time.monotonic() + timeout
-        while sockets and (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([s for s, _ in sockets], [], [], left)
-            if not ready:
-                break
-            for sock in ready:
-                data, addr = sock.recvfrom(65535)
-                if addr[2] == socket.PACKET_OUTGOING:
-                    continue
-                claimed: IPAddress | None = None
-                claimer = addr[4]  # the frame's source; ARP names its own sender
-                if addr[1] == _ETH_P_ARP and len(data) >= _ARP.size:
-                    htype, ptype, _hlen, _plen, op, sha, spa, _tha, tpa = _ARP.unpack_from(data)
-                    if htype == 1 and ptype == _ETH_P_IP and spa in v4 and (op == 2 or (op == 1 and tpa == spa)):
-                        claimed, claimer = v4[spa], sha
-                elif addr[1] == _ETH_P_IPV6:
-                    target = parse_neighbour_advert(data)
-                    claimed = v6.get(target) if target is not None else None  # type: ignore[call-overload]
-                if claimed is not None:
-                    found[claimed].setdefault(_mac(claimer), None)
-    finally:
-        for sock, _ in sockets:
-            sock.close()
-    return {t: list(macs) for t, macs in found.items()}
+    return IPV6_HEADER.pack(first, len(payload), VRRP_PROTOCOL, VRRP_TTL, src_ip.packed, dst_ip.packed) + payload
