@@ -1,0 +1,3 @@
+from vipdrain.preserve.nft import main
+
+raise SystemExit(main())
