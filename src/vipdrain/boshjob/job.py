@@ -536,7 +536,7 @@ def find_repo(start: Path | None = None) -> Path:
     """The release root: the nearest directory (from `start`, else the working directory, else
     this source tree) holding lifecycle/common.sh."""
     here = (start or Path.cwd()).resolve()
-    candidates: Iterable[Path] = [here, *here.parents, Path(__file__).resolve().parents[2]]
+    candidates: Iterable[Path] = [here, *here.parents, Path(__file__).resolve().parents[3]]
     for directory in candidates:
         if (directory / "lifecycle" / "common.sh").is_file():
             return directory
