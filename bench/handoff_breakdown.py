@@ -24,7 +24,7 @@ from pathlib import Path
 from run import DEFAULT_OUT, RATE, bosh_drain_env, first_peer, git_state, loadavg, machine, settle
 from strategies import StrategyDirector, monit_stop, peer_priority
 from vipdrain.lab.cluster import Lab
-from vipdrain.timing import skew
+from vipdrain.vrrp.timing import skew
 
 PHASES = ("first_log", "resign_sent", "peer_holds", "drain_returned")
 

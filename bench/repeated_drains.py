@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vipdrain.lab.cluster import Lab
-from vipdrain.timing import handoff_bound
+from vipdrain.vrrp.timing import handoff_bound
 from vipdrain.waiting import wait_until
 
 OUT = Path(__file__).parent / "results" / "repeated_drains.json"

@@ -51,7 +51,7 @@ from vipdrain.lab.bosh import DeployFailed, Step, Timeline
 from vipdrain.lab.client import ClientRun, Request, Stream, summarize
 from vipdrain.lab.cluster import Lab, list_prefixes
 from vipdrain.lab.observer import Interval
-from vipdrain.timing import handoff_bound
+from vipdrain.vrrp.timing import handoff_bound
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results"

@@ -273,7 +273,7 @@ def _cmd_post_deploy(args: argparse.Namespace) -> int:
     from vipdrain.lifecycle import post_deploy
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey
-    from vipdrain.timing import settle_budget
+    from vipdrain.vrrp.timing import settle_budget
 
     layout = _layout(args)
     _setup_logging(layout, args.verbose)
@@ -297,7 +297,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from vipdrain.foreign import ForeignWatch
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey, survey_dict, take_survey
-    from vipdrain.timing import hear_every_master
+    from vipdrain.vrrp.timing import hear_every_master
 
     layout = _layout(args)
     cfg = _load(args)

@@ -52,7 +52,7 @@ def register_boshjob(subparsers: Any, add_config_options: Callable[[argparse.Arg
     p.add_argument("--repo", metavar="DIR", help="release root holding lifecycle/ (default: found from here)")
     p.add_argument("--out", metavar="DIR", help="write under DIR instead of the release root")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
-    p.set_defaults(handler=LazyHandler("vipdrain.boshjob:cmd_generate_job"))
+    p.set_defaults(handler=LazyHandler("vipdrain.boshjob.generate:cmd_generate_job"))
 
     p = subparsers.add_parser(
         "keepalived-argv",
@@ -61,7 +61,7 @@ def register_boshjob(subparsers: Any, add_config_options: Callable[[argparse.Arg
     add_config_options(p)
     p.add_argument("--config-id", default=DEFAULT_JOB, metavar="ID",
                    help=f"keepalived's -i config id (default: {DEFAULT_JOB})")
-    p.set_defaults(handler=LazyHandler("vipdrain.boshjob:cmd_keepalived_argv"))
+    p.set_defaults(handler=LazyHandler("vipdrain.boshjob.generate:cmd_keepalived_argv"))
 
 
 def register_lab(subparsers: Any, add_config_options: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vipdrain import timing
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import Reason, read_hold, set_hold
 from vipdrain.layout import Layout
@@ -49,6 +48,7 @@ from vipdrain.verdicts import (
     vip_went_to_a_draining_peer,
 )
 from vipdrain.vipaddr import keep_on_loopback, remove_stale
+from vipdrain.vrrp import timing
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.drain")

@@ -21,7 +21,7 @@ from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.observe import LiveObserver
-from vipdrain.timing import foreign_listen
+from vipdrain.vrrp.timing import foreign_listen
 
 log = logging.getLogger("vipdrain.foreign")
 

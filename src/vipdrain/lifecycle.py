@@ -21,8 +21,8 @@ from vipdrain.notify import find_readers, read_state, start_reader
 from vipdrain.observe import LiveObserver, Observer
 from vipdrain.priority import effective_priority
 from vipdrain.survey import Survey, placement_problems, take_survey
-from vipdrain.timing import hear_every_master
 from vipdrain.vipaddr import sync_loopback
+from vipdrain.vrrp.timing import hear_every_master
 from vipdrain.waiting import wait_until
 
 log = logging.getLogger("vipdrain.lifecycle")

@@ -41,7 +41,7 @@ from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
 from vipdrain.notify import STATES, Transition, read_state
 from vipdrain.priority import effective_priority
-from vipdrain.timing import hear_every_master
+from vipdrain.vrrp.timing import hear_every_master
 
 if TYPE_CHECKING:
     from vipdrain.drain import DrainOutcome

@@ -16,8 +16,8 @@ from vipdrain import keepalived, netstate, probe, vrrp
 from vipdrain.layout import Layout
 from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import read_state_file
-from vipdrain.timing import advert_freshness, hear_every_master
 from vipdrain.verdicts import PeerAdvert, VipView, accept_advert, holds_vip, master_here
+from vipdrain.vrrp.timing import advert_freshness, hear_every_master
 
 log = logging.getLogger("vipdrain.observe")
 

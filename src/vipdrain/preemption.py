@@ -20,7 +20,7 @@ from vipdrain.layout import Layout
 from vipdrain.model import JobConfig, Vip
 from vipdrain.observe import Observer
 from vipdrain.priority import effective_priority
-from vipdrain.timing import hear_every_master, post_start_takeover_wait
+from vipdrain.vrrp.timing import hear_every_master, post_start_takeover_wait
 from vipdrain.waiting import wait_until
 
 

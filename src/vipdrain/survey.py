@@ -19,7 +19,7 @@ from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.notify import Reader, Transition, find_readers, reader_problem, recent_transitions
 from vipdrain.observe import Observer
 from vipdrain.priority import effective_priority
-from vipdrain.timing import hear_every_master
+from vipdrain.vrrp.timing import hear_every_master
 
 log = logging.getLogger("vipdrain.survey")
 

@@ -13,7 +13,7 @@ from bosh_harness import REPO
 
 from vipdrain import boshjob
 from vipdrain.cli import main
-from vipdrain.schema import NO_DEFAULT, PROPERTIES, PropertyDef
+from vipdrain.config.schema import NO_DEFAULT, PROPERTIES, PropertyDef
 
 LIFECYCLE = REPO / "lifecycle"
 
@@ -66,7 +66,7 @@ def test_spec_declares_every_property_with_its_default_and_example(props: tuple[
     retired = boshjob.retired_properties()
     assert list(declared) == [p.name for p in props] + list(retired)
     for name, advice in retired.items():
-        assert declared[name] == {"description": boshjob._retired_description(advice)}  # no default
+        assert declared[name] == {"description": boshjob.retired_description(advice)}  # no default
     for prop in props:
         entry = declared[prop.name]
         assert entry["description"] == prop.description

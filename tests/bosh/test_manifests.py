@@ -125,7 +125,7 @@ def test_every_optional_ops_file_variable_has_a_default() -> None:
     used = set(re.findall(r"\(\(([^)]+)\)\)", OPS_FILE.read_text()))
     defaults = yaml.safe_load(VARS_FILE.read_text())
     assert used - {"vip", "vrid"} == set(defaults)
-    from vipdrain.schema import PROPERTIES
+    from vipdrain.config.schema import PROPERTIES
 
     probe = next(p for p in PROPERTIES if p.name == "vipdrain.haproxy.probe")
     assert defaults["vipdrain-probe"] == probe.default, "the ops file's default is the job's default"

@@ -1,7 +1,7 @@
 """What can be rejected while the director renders the job is rejected there (issue 14): a wrong
 type, a value outside its choices or its range fails `vipdrain.yml.erb` with vipdrain's own
 sentence naming the property, so a bad manifest fails before any VM is touched. The same checks
-are `vipdrain.schema.static_problem` in Python, which pre-start runs again: both come from the
+are `vipdrain.config.schema.static_problem` in Python, which pre-start runs again: both come from the
 schema, and the tests below hold them to the same verdicts."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from bosh_harness import RenderError, render
 
 from vipdrain import boshjob
-from vipdrain.schema import BY_NAME, PROPERTIES, static_problem
+from vipdrain.config.schema import BY_NAME, PROPERTIES, static_problem
 
 VIP = {"keepalived": {"vip": "192.0.2.100"}}
 

@@ -14,7 +14,7 @@ import yaml
 from bosh_harness import BOOTSTRAP_SPEC, JOB_DIR, REPO, RenderError, link_instances, render
 
 from vipdrain import boshjob
-from vipdrain.schema import PROPERTIES
+from vipdrain.config.schema import PROPERTIES
 
 CONFIG = boshjob.CONFIG_DESTINATION
 

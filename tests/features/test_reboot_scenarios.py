@@ -11,7 +11,7 @@ from rollout_support import BoshRun, Story, Traffic, run_vipdrain, status_json
 
 from vipdrain.lab.cluster import Lab
 from vipdrain.lab.wait import until
-from vipdrain.timing import elections_settle
+from vipdrain.vrrp.timing import elections_settle
 
 scenarios("reboot")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from vipdrain import timing
 from vipdrain.lab import netns
 from vipdrain.lab.cluster import VM, Lab
+from vipdrain.vrrp import timing
 from vipdrain.waiting import wait_until
 
 pytestmark = pytest.mark.lab

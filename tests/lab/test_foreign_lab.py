@@ -13,7 +13,8 @@ import pytest
 
 from vipdrain import vrrp
 from vipdrain.lab import netns
-from vipdrain.lab.cluster import OBSERVER_OFFSET, Lab, _address
+from vipdrain.lab.cluster import Lab
+from vipdrain.lab.plan import OBSERVER_OFFSET, address
 
 pytestmark = pytest.mark.lab
 
@@ -30,7 +31,7 @@ def lab(lab_factory: Any) -> Lab:
 def rogue(lab: Lab) -> Iterator[None]:
     """Adverts for the lab's VIP under VRID 99, VRRPv3, every 0.1 s, from 192.0.2.250."""
     stop = threading.Event()
-    src = ipaddress.ip_address(_address(False, OBSERVER_OFFSET))
+    src = ipaddress.ip_address(address(False, OBSERVER_OFFSET))
     advert = vrrp.Advert(3, ROGUE_VRID, 100, 0.2, (ipaddress.ip_address(lab.vips[0]),))
 
     def speak() -> None:

@@ -15,7 +15,7 @@ import pytest
 from vipdrain.hold import read_hold
 from vipdrain.lab import netns
 from vipdrain.lab.cluster import Lab
-from vipdrain.timing import master_down_bound
+from vipdrain.vrrp.timing import master_down_bound
 from vipdrain.waiting import wait_until
 
 pytestmark = pytest.mark.lab

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from vipdrain import rtnl
-from vipdrain.lab.client import Request, Stream, classify, summarize
-from vipdrain.lab.cluster import deep_merge, vip_addresses
+from vipdrain.lab.client import classify
 from vipdrain.lab.haproxy import HaproxyPaths, render_config
 from vipdrain.lab.observer import Change, count_moves, intervals
+from vipdrain.lab.plan import deep_merge, vip_addresses
+from vipdrain.lab.records import Request, Stream, summarize
 
 
 def req(t: float, outcome: str = "ok", vm: str | None = "vm0", latency: float = 0.001) -> Request:

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from labpolicy import unavailable
-from vipdrain import timing
 from vipdrain.vrrp import (
     AUTH_NONE,
     AUTH_PASS,
@@ -36,6 +35,7 @@ from vipdrain.vrrp import (
     build_packet,
     parse_packet,
     pass_auth,
+    timing,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

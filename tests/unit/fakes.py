@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vipdrain import timing
 from vipdrain.model import DrainSettings, HealthCheck, InstanceSpec, IPAddress, JobConfig, Peer, Vip
 from vipdrain.verdicts import PeerAdvert, VipView, accept_advert
+from vipdrain.vrrp import timing
 
 SELF = ipaddress.ip_address("192.0.2.10")
 

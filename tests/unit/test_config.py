@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from vipdrain.config import load_config, parse_config
+from vipdrain.config.schema import BY_NAME, NO_DEFAULT, PROPERTIES, TYPES
 from vipdrain.errors import ConfigInvalid
 from vipdrain.model import Peer
 from vipdrain.priority import PREFERRED_PRIORITY
-from vipdrain.schema import BY_NAME, NO_DEFAULT, PROPERTIES, TYPES
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address

@@ -91,7 +91,7 @@ def test_block_keywords_are_refused(make_raw, problems, keyword):
 def test_block_keywords_cover_every_block_keepalived_opens_in_a_vrrp_instance():
     # keepalived 2.2.7 keepalived/vrrp/vrrp_parser.c: the vrrp_instance keywords whose handler
     # reads a value block (alloc_value_block), plus the `authentication` sublevel.
-    from vipdrain.config import BLOCK_KEYWORDS
+    from vipdrain.config.extra import BLOCK_KEYWORDS
 
     assert {"unicast_peer", "track_interface", "track_script", "track_file", "track_process", "track_bfd",
             "virtual_ipaddress", "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules",

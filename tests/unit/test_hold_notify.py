@@ -13,7 +13,7 @@ from vipdrain.hold import read_hold, set_hold
 from vipdrain.layout import Layout
 from vipdrain.notify import follow_fifo, parse_fifo_line, read_state, recent_transitions, record_transition
 from vipdrain.procs import alive, read_pid, running_pid
-from vipdrain.timing import hear_every_master
+from vipdrain.vrrp.timing import hear_every_master
 
 
 @pytest.fixture

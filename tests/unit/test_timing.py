@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vipdrain import timing
+from vipdrain.vrrp import timing
 
 #: VRRPv3 intervals (centiseconds 1..4095) and VRRPv2 ones (whole seconds 1..255), with a priority.
 v3 = st.tuples(st.integers(1, 4095).map(lambda c: c / 100), st.just(3))

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vipdrain import vrrp
 from vipdrain.vrrp import (
     AUTH_AH,
     AUTH_NONE,
@@ -25,6 +24,8 @@ from vipdrain.vrrp import (
     parse_advert,
     parse_packet,
     pass_auth,
+    sockets,
+    wire,
 )
 
 ip = ipaddress.ip_address
@@ -178,7 +179,7 @@ def test_v2_ipv6_checksum_includes_the_pseudo_header() -> None:
     v26 = next(c for c in CAPTURES if c.name.startswith("v2 IPv6"))
     payload = v26.payload
     zeroed = payload[:6] + b"\0\0" + payload[8:]
-    assert vrrp._checksum(zeroed) != 0xC66B
+    assert wire._checksum(zeroed) != 0xC66B
     assert parse_advert(payload, v26.src, v26.dst).version == 2
 
 
@@ -226,7 +227,7 @@ def test_parse_ignores_the_v3_reserved_bits() -> None:
     payload = bytearray(build_advert(advert, A4, MULTICAST_V4))
     payload[4] |= 0xF0
     payload[6:8] = b"\0\0"
-    payload[6:8] = struct.pack("!H", vrrp._checksum(vrrp._pseudo_header(A4, MULTICAST_V4, 12) + payload))
+    payload[6:8] = struct.pack("!H", wire._checksum(wire._pseudo_header(A4, MULTICAST_V4, 12) + payload))
     assert parse_advert(bytes(payload), A4, MULTICAST_V4).advert_int == 0.5
 
 
@@ -293,7 +294,7 @@ def test_parse_packet_accepts_ipv6_unicast_with_hop_limit_64() -> None:
 
 def _with_ipv4_checksum(header: bytearray) -> bytes:
     header[10:12] = b"\0\0"
-    header[10:12] = struct.pack("!H", vrrp._checksum(bytes(header[:20])))
+    header[10:12] = struct.pack("!H", wire._checksum(bytes(header[:20])))
     return bytes(header)
 
 
@@ -344,7 +345,7 @@ def _bpf_accepts(packet: bytes) -> bool:
     """Run the listener's BPF program in the kernel on a unix datagram socket (no root needed)."""
     receiver, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with receiver, sender:
-        vrrp._attach_filter(receiver, vrrp._vrrp_filter())
+        sockets._attach_filter(receiver, sockets._vrrp_filter())
         receiver.setblocking(False)
         sender.send(packet)
         try:

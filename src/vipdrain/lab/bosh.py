@@ -22,7 +22,7 @@ from vipdrain.errors import RuntimeFailure
 
 
 class LabVM(Protocol):
-    """What the simulator needs from a lab VM (`vipdrain.lab.cluster.VM`)."""
+    """What the simulator needs from a lab VM (`vipdrain.lab.vm.VM`)."""
 
     name: str
     az: str

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vipdrain.errors import EXIT_OK, EXIT_RUNTIME, RuntimeFailure
-from vipdrain.timing import master_down_bound
+from vipdrain.vrrp.timing import master_down_bound
 
 
 @contextmanager

@@ -19,8 +19,8 @@ from vipdrain.errors import EXIT_OK, EXIT_RUNTIME
 
 if TYPE_CHECKING:  # annotations only: the lab's modules load when a demo runs
     from vipdrain.lab.bosh import Step, Timeline
-    from vipdrain.lab.client import Summary
     from vipdrain.lab.observer import Interval
+    from vipdrain.lab.records import Summary
 
 
 @dataclass

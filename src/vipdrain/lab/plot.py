@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vipdrain.lab.bosh import Step
-from vipdrain.lab.client import Request
 from vipdrain.lab.observer import Interval
+from vipdrain.lab.records import Request
 
 #: Lifecycle phases as drawn; a VM is "serving" whenever no step covers it.
 STEP_COLOURS = {

@@ -1,0 +1,290 @@
+"""The standing nftables table that forwards a draining peer's connections back to it (pure: the
+rulesets; edges: `install`, `arm_takeover`, `forwarding_now`, run through `nft`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from vipdrain import vrrp
+from vipdrain.model import IPAddress, JobConfig, Vip
+from vipdrain.names import INTERFACE_NAME
+from vipdrain.preserve.flows import Flow, own_flows, read_proc_tcp
+from vipdrain.preserve.notice import MAGIC, NOTICE_TTL
+from vipdrain.verdicts import PeerAdvert
+from vipdrain.vrrp.timing import takeover_bound
+
+log = logging.getLogger("vipdrain.preserve")
+
+#: The standing nftables table on every VM with preserve_connections on (netdev family: ingress).
+TABLE = "vipdrain_preserve"
+TABLE_FAMILY = "netdev"
+#: Ingress hook priority of our chains; ingress chains of other tables order around it.
+INGRESS_PRIORITY = -100
+#: Connections started on the new master during the grace period it remembers at most; beyond
+#: that, a new local connection would be taken for an old one (about 13,000 new connections a
+#: second over a 30 s grace period).
+LOCAL_FLOWS_MAX = 524288
+#: How much longer than the grace period a remembered local connection is kept: arms are only
+#: refreshed while the old master still holds the VIP, so they end within the grace period of
+#: the takeover, before any connection started after it is forgotten.
+LOCAL_FLOW_SLACK = 10.0
+#: Per-interface set of the MACs this VM forwards to (see `forwarder_ruleset`).
+FORWARD_MACS = "fwdmacs"
+NFT_TIMEOUT = 10.0
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+Runner = Callable[[Sequence[str], str | None], subprocess.CompletedProcess[str]]
+
+
+def _ip_keyword(family: int) -> str:
+    return "ip" if family == 4 else "ip6"
+
+
+def _ttl_keyword(family: int) -> str:
+    return "ip ttl" if family == 4 else "ip6 hoplimit"
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+@dataclass(frozen=True)
+class Forwarder:
+    """What the standing table needs: VIPs per interface, who may arm them, for how long."""
+
+    #: interface -> (its MAC, the VIPs on it)
+    interfaces: Mapping[str, tuple[str, tuple[Vip, ...]]]
+    peers: tuple[IPAddress, ...]
+    port: int
+    grace: float
+
+    @classmethod
+    def from_config(cls, cfg: JobConfig, macs: Mapping[str, str]) -> Forwarder:
+        """The forwarder of `cfg`, with `macs` (interface -> this VM's MAC on it)."""
+        grouped: dict[str, list[Vip]] = {}
+        for vip in cfg.vips:
+            grouped.setdefault(vip.interface, []).append(vip)
+        return cls(
+            interfaces={name: (macs[name], tuple(vips)) for name, vips in sorted(grouped.items())},
+            peers=tuple(p.address for p in cfg.peers),
+            port=cfg.drain.preserve_port,
+            grace=cfg.drain.preserve_grace,
+        )
+
+
+def forwarder_ruleset(fw: Forwarder) -> str:
+    """The `nft -f` script that (re)creates the standing table in one transaction.
+
+    It starts with `table ...; delete table ...` so that it replaces any older version atomically
+    (the first line makes the delete succeed when there is none). Sets and maps are per
+    interface (suffix `_<n>`): a VIP is armed only by a notice that came in on its own
+    interface, so the MAC recorded is the old master's on the segment the packets go back to.
+    """
+    peer_families = sorted({p.version for p in fw.peers})
+    lines = [f"table {TABLE_FAMILY} {TABLE} {{}}", f"delete table {TABLE_FAMILY} {TABLE}",
+             f"table {TABLE_FAMILY} {TABLE} {{"]
+    for fam in peer_families:
+        elements = ", ".join(str(p) for p in fw.peers if p.version == fam)
+        lines.append(f"\tset peers{fam} {{ type ipv{fam}_addr; elements = {{ {elements} }}; }}")
+    for n, (interface, (mac, vips)) in enumerate(fw.interfaces.items()):
+        if not INTERFACE_NAME.fullmatch(interface):
+            raise ValueError(f"interface name {interface!r} cannot go into an nftables rule")
+        if not _MAC.match(mac):
+            raise ValueError(f"{mac!r} is not the MAC address of {interface}")
+        families = sorted({v.family for v in vips})
+        # The MACs this VM forwards to: a frame from one of them was forwarded to us and is
+        # never sent back (two VMs armed towards each other would bounce it forever).
+        lines.append(f"\tset {FORWARD_MACS}_{n} {{ type ether_addr; flags timeout; }}")
+        for fam in families:
+            # armed: VIP -> the old master's MAC, for `grace`; local: connections started here.
+            lines.append(f"\tmap armed{fam}_{n} {{ type ipv{fam}_addr : ether_addr; flags timeout; }}")
+            lines.append(f"\tset local{fam}_{n} {{ type ipv{fam}_addr . inet_service . ipv{fam}_addr . inet_service; "
+                         f"flags timeout; size {LOCAL_FLOWS_MAX}; }}")
+        lines.append(f"\tchain ingress_{n} {{")
+        lines.append(f'\t\ttype filter hook ingress device "{interface}" priority {INGRESS_PRIORITY}; policy accept;')
+        for vip in vips:
+            for nf in peer_families:
+                lines.append(
+                    f"\t\tudp dport {fw.port} {_ip_keyword(nf)} saddr @peers{nf} {_ttl_keyword(nf)} {NOTICE_TTL} "
+                    f"@th,64,32 {_hex(MAGIC)} @th,96,{8 * len(vip.address.packed)} {_hex(vip.address.packed)} "
+                    f"update @armed{vip.family}_{n} {{ {vip.address} timeout {_ms(fw.grace)} : ether saddr }} "
+                    f"update @{FORWARD_MACS}_{n} {{ ether saddr timeout {_ms(fw.grace)} }} drop"
+                )
+        for fam in families:
+            ip = _ip_keyword(fam)
+            flow = f"{ip} saddr . tcp sport . {ip} daddr . tcp dport"
+            lines.append(f"\t\t{ip} daddr @armed{fam}_{n} tcp flags & (syn | ack) == syn "
+                         f"update @local{fam}_{n} {{ {flow} timeout {_ms(fw.grace + LOCAL_FLOW_SLACK)} }}")
+            # The map lookup comes first among the statements: no rewrite unless the VIP is armed.
+            lines.append(f"\t\t{ip} daddr @armed{fam}_{n} tcp flags ! syn {flow} != @local{fam}_{n} "
+                         f"ether saddr != @{FORWARD_MACS}_{n} "
+                         f"ether daddr set {ip} daddr map @armed{fam}_{n} ether saddr set {mac} "
+                         f'fwd to "{interface}"')
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def interface_numbers(vips: Iterable[Vip]) -> dict[str, int]:
+    """The suffix `_<n>` of each interface's chain and maps: interfaces numbered by sorted name,
+    as `Forwarder.from_config` orders them."""
+    return {name: n for n, name in enumerate(sorted({v.interface for v in vips}))}
+
+
+def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
+                  fresh_since: float) -> list[tuple[Vip, str]]:
+    """The VIPs a peer holds that this VM will take by preemption once it advertises
+    `own_priority`, each with that peer's MAC (the one clients' packets go to now).
+
+    A peer counts when its latest advert for the VIP (keyed by VRID and address family, as
+    `LiveObserver.latest`) arrived at or after `fresh_since`, came with a MAC, and is below
+    `own_priority` but above 0 (priority 0 resigns: it is leaving and arms us itself).
+    """
+    arms = []
+    for vip in vips:
+        advert = latest.get((vip.virtual_router_id, vip.family))
+        if (advert is not None and advert.seen_at >= fresh_since and _MAC.match(advert.mac)
+                and 0 < advert.priority < own_priority):
+            arms.append((vip, advert.mac))
+    return arms
+
+
+def arm_ruleset(arms: Iterable[tuple[Vip, str]], numbers: Mapping[str, int], timeout: float,
+                flows: Iterable[Flow] = ()) -> str:
+    """The `nft -f` script that arms each VIP towards its MAC for `timeout` seconds, as a drain
+    notice from that MAC would (an arm that is already there gets the new timeout), and marks
+    `flows` - this VM's own connections to the VIPs - as local: they stay here."""
+    arms = list(arms)
+    interface_of = {vip.address: vip.interface for vip, _ in arms}
+    lines = []
+    for vip, mac in arms:
+        n = numbers[vip.interface]
+        lines.append(f"add element {TABLE_FAMILY} {TABLE} armed{vip.family}_{n} "
+                     f"{{ {vip.address} timeout {_ms(timeout)} : {mac} }}")
+        lines.append(f"add element {TABLE_FAMILY} {TABLE} {FORWARD_MACS}_{n} {{ {mac} timeout {_ms(timeout)} }}")
+    for client, cport, address, vport in flows:
+        if address in interface_of:
+            n = numbers[interface_of[address]]
+            lines.append(f"add element {TABLE_FAMILY} {TABLE} local{address.version}_{n} "
+                         f"{{ {client} . {cport} . {address} . {vport} timeout {_ms(timeout + LOCAL_FLOW_SLACK)} }}")
+    return "".join(line + "\n" for line in lines)
+
+
+def parse_armed(listing: str) -> dict[str, str]:
+    """VIP -> MAC its connections go back to, from `nft -j list table netdev vipdrain_preserve`:
+    what this VM forwards right now (arms that expired are not listed)."""
+    found = {}
+    for item in json.loads(listing).get("nftables", []):
+        armed = item.get("map")
+        if not armed or not armed.get("name", "").startswith("armed"):
+            continue
+        for key, mac in armed.get("elem", []):
+            # A plain address, or {"elem": {"val": address, "timeout": ..., "expires": ...}}.
+            found[str(key["elem"]["val"] if isinstance(key, dict) else key)] = str(mac)
+    return found
+
+
+def run_command(argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `argv` (no shell), output captured; never raises for a non-zero exit."""
+    try:
+        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=NFT_TIMEOUT,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(list(argv), 127, "", str(exc))
+
+
+def _nft() -> str:
+    return shutil.which("nft") or "/usr/sbin/nft"
+
+
+def install(cfg: JobConfig, run: Runner = run_command, mac_of: Callable[[str], str] = vrrp.local_mac) -> list[str]:
+    """pre-start: (re)create the standing table from `cfg`, or remove it when preservation is off.
+
+    Logs what it did; returns warnings. Without the table this VM simply does not forward, as
+    without the feature, so a failure is a warning, not a failed deploy.
+    """
+    if not cfg.drain.preserve_connections:
+        remove_forwarder(run)
+        return []
+    if not cfg.peers:
+        log.info("connection preservation: no peers, nothing to forward to")
+        remove_forwarder(run)
+        return []
+    try:
+        macs = {vip.interface: mac_of(vip.interface) for vip in cfg.vips}
+        script = forwarder_ruleset(Forwarder.from_config(cfg, macs))
+    except (OSError, ValueError) as exc:
+        return [f"connection preservation is off on this VM: {exc}"]
+    done = run([_nft(), "-f", "-"], script)
+    if done.returncode != 0:
+        return [f"connection preservation is off on this VM: nft -f failed: {done.stderr.strip()}"]
+    log.info("connection preservation ready: nft table %s %s forwards the connections of a draining peer "
+             "for %g s (drain notices on UDP port %d)", TABLE_FAMILY, TABLE, cfg.drain.preserve_grace,
+             cfg.drain.preserve_port)
+    return []
+
+
+def remove_forwarder(run: Runner = run_command) -> None:
+    """Delete the standing table if it exists (only ours: addressed by family and name)."""
+    done = run([_nft(), "delete", "table", TABLE_FAMILY, TABLE], None)
+    if done.returncode == 0:
+        log.info("removed nft table %s %s", TABLE_FAMILY, TABLE)
+
+
+def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
+                 fresh_since: float, run: Runner = run_command, read: Callable[[int], str] = read_proc_tcp,
+                 ) -> list[str]:
+    """Before this VM releases a hold (post-start, undrain) and may take VIPs from a running peer
+    by preemption: arm its own table for them, towards that peer. Returns warnings; never raises.
+
+    Preemption is no drain: the peer keeps serving, sends no notice, and its clients' packets
+    would follow this VM's gratuitous ARP into resets. Armed first, this VM sends them back to
+    the peer (which keeps the VIP on `lo`, see vipdrain.vipaddr) for `preserve_grace` after the
+    takeover, and keeps its own new connections. If the peer crashes within that window, its
+    old connections time out instead of being reset.
+    """
+    if not cfg.drain.preserve_connections or not cfg.peers:
+        return []
+    arms = takeover_arms(cfg.vips, latest, own_priority, fresh_since)
+    if not arms:
+        return []
+    timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)
+    # Connections this VM still has to the VIPs (served through a peer's forwarding since it
+    # last held them) come straight here after the takeover: they must not be sent away.
+    flows = own_flows([vip.address for vip, _ in arms], read=read)
+    done = run([_nft(), "-f", "-"], arm_ruleset(arms, interface_numbers(cfg.vips), timeout, flows))
+    if done.returncode != 0:
+        return [f"connection preservation: cannot arm the takeover of {', '.join(str(v.address) for v, _ in arms)}: "
+                f"nft -f failed: {done.stderr.strip()}"]
+    log.info("this VM will take %s over by preemption: connections to it are sent back to %s for %g s "
+             "(%d connections of its own stay here)",
+             ", ".join(str(v.address) for v, _ in arms), ", ".join(sorted({m for _, m in arms})), timeout, len(flows))
+    return []
+
+
+def list_table_argv() -> list[str]:
+    """The command that lists the standing table (arms included) as JSON."""
+    return [_nft(), "-j", "list", "table", TABLE_FAMILY, TABLE]
+
+
+def forwarding_now(cfg: JobConfig, run: Runner = run_command) -> dict[str, str]:
+    """VIP -> MAC for every VIP whose old connections this VM sends to another VM right now
+    (`vipdrain status`); {} when preservation is off or the table cannot be read."""
+    if not cfg.drain.preserve_connections:
+        return {}
+    listing = run(list_table_argv(), None)
+    try:
+        return parse_armed(listing.stdout) if listing.returncode == 0 else {}
+    except (ValueError, KeyError, TypeError):  # not the listing this nft version was expected to give
+        return {}
