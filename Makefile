@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := keepalived haproxy iproute2 nftables ruby shellcheck python3 python3-venv python3-pip
+APT_PACKAGES := keepalived haproxy iproute2 nftables ruby shellcheck prometheus python3 python3-venv python3-pip
 APT_STAMP := $(VENV)/.apt-installed
 VENV_STAMP := $(VENV)/.installed
 
