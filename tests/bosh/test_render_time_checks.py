@@ -12,19 +12,10 @@ import pytest
 from bosh_harness import RenderError, render
 
 from vipdrain import boshjob
+from vipdrain.boshjob.docs import nested
 from vipdrain.config.schema import BY_NAME, PROPERTIES, static_problem
 
 VIP = {"keepalived": {"vip": "192.0.2.100"}}
-
-
-def nested(name: str, value: Any) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    node = tree
-    *parents, leaf = name.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
-    return tree
 
 
 def with_property(name: str, value: Any) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from vipdrain.boshjob.job import (
 if TYPE_CHECKING:  # annotations only: the schema loads when the generator runs
     from vipdrain.config.schema import PropertyDef
 
-def _nested(name: str, value: Any) -> dict[str, Any]:
+def nested(name: str, value: Any) -> dict[str, Any]:
+    """`a.b.c`, value -> {"a": {"b": {"c": value}}}: a property as a manifest writes it."""
     tree: dict[str, Any] = {}
     node = tree
     *parents, leaf = name.split(".")
@@ -34,7 +35,7 @@ def _nested(name: str, value: Any) -> dict[str, Any]:
 def _manifest_snippet(name: str, value: Any) -> str:
     import yaml
 
-    return yaml.safe_dump(_nested(name, value), default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(nested(name, value), default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def _anchor(name: str) -> str:
