@@ -26,6 +26,8 @@ KINDS = {"HTTP download": "http", "HTTP keep-alive": "keepalive", "raw TCP": "tc
 MAX_STAGGER = 1.0
 #: Generous deadlines: outcomes are asserted, not timing.
 OPEN_DEADLINE = 15.0
+#: Longer than any arm the lab's start can leave (grace + 4 x advert_int + 1 s in these scenarios).
+ARMS_GONE_DEADLINE = 30.0
 EXPIRY_DEADLINE_SLACK = 10.0
 
 
@@ -216,6 +218,14 @@ def nothing_left(lab: Lab, seconds: float) -> None:
           what="every VM to stop forwarding")
     running = {vm.name: pid for vm in lab.vms if (pid := preserve.running_keeper(vm.layout)) is not None}
     assert not running, f"drain-notice repeaters still running: {running}"
+
+
+@given("no VM forwards connections any more")
+def no_arm_left(lab: Lab) -> None:
+    """Arms left by the group's own start (a takeover armed in post-start that another VM's
+    preemption overtook) run out within grace + 4 x advert_int + 1 s."""
+    until(lambda: not any(vm.forwarding() for vm in lab.vms), ARMS_GONE_DEADLINE, interval=0.2,
+          what="arms left by the group's start to run out")
 
 
 @then(parsers.parse("{vm} forwards no connections"))
