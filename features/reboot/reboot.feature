@@ -18,7 +18,7 @@ Feature: A rebooted VM forgets its run, keeps its maintenance, and waits for its
     Given a running group of 2 VMs with advert_int 0.2 s
     And a load client sends 200 requests a second to each VIP
     When vm0 reboots and its haproxy starts 2 s after its keepalived
-    Then requests failed only in vm0's own loss, from its shutdown until vm1 held the VIP
+    Then requests failed only in vm0's own loss, from its shutdown until vm1 held the VIP, and at most 3 when vm0 took it back
     And vm0 did not hold the VIP before its haproxy answered
     And the VIP ends on vm0
     And no VM is held

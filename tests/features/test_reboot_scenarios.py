@@ -66,20 +66,30 @@ def reboot(lab: Lab, story: Story, traffic: Traffic, vm: str, delay: float) -> R
     return Reboot(vm, start, booted, answered)
 
 
-@then(parsers.parse("requests failed only in {vm}'s own loss, from its shutdown until {peer} held the VIP"))
-def failed_only_in_own_loss(lab: Lab, story: Story, traffic: Traffic, reboot: Reboot, vm: str, peer: str) -> None:
+@then(parsers.parse("requests failed only in {vm}'s own loss, from its shutdown until {peer} held the VIP, "
+                    "and at most {n:d} when {vm2} took it back"))
+def failed_only_in_own_loss(lab: Lab, story: Story, traffic: Traffic, reboot: Reboot, vm: str, peer: str,
+                            n: int, vm2: str) -> None:
+    """The take-back after the boot is a preemption no post-start prepared (no hook runs after a
+    reboot, so no takeover arm): a connection in flight at that instant may be reset."""
     for vip, run in traffic.clients.items():
         taken = next((c.time for c in traffic.observer.timeline(vip)
                       if c.time >= reboot.shutdown and c.holders == frozenset({peer})), None)
         assert taken is not None, f"{peer} never held {vip} alone: {traffic.observer.timeline(vip)}"
+        back = next((c.time for c in traffic.observer.timeline(vip) if c.time > taken and vm2 in c.holders), None)
         failed = [r for r in run.records() if not r.ok]
         outside = [r for r in failed if r.end < reboot.shutdown or r.time > taken + LOSS_SLACK]
+        at_back = [r for r in outside
+                   if back is not None and back - LOSS_SLACK <= r.end and r.time <= back + LOSS_SLACK]
+        outside = [r for r in outside if r not in at_back]
         assert not outside, (f"{len(outside)} request(s) to {vip} failed outside {vm}'s own loss "
-                             f"({reboot.shutdown:.3f}..{taken:.3f}): {outside[:5]}")
+                             f"({reboot.shutdown:.3f}..{taken:.3f}) and its take-back: {outside[:5]}")
+        assert len(at_back) <= n, f"{len(at_back)} request(s) to {vip} failed when {vm2} took it back: {at_back[:5]}"
         story.note(f"{vm}'s own loss: {vip} moved to {peer} {taken - reboot.shutdown:.2f} s after the shutdown "
-                   f"began, {len(failed)} failed request(s)")
+                   f"began, {len(failed) - len(at_back)} failed request(s); {len(at_back)} at the take-back")
         print(f"MEASURED reboot of {vm}, {vip}: on {peer} after {taken - reboot.shutdown:.3f} s, "
-              f"{len(failed)} failed: {run.summary(reboot.shutdown - LOSS_SLACK, taken + LOSS_SLACK)}")
+              f"{len(failed) - len(at_back)} failed, {len(at_back)} at the take-back: "
+              f"{run.summary(reboot.shutdown - LOSS_SLACK, taken + LOSS_SLACK)}")
 
 
 @then(parsers.parse("{vm} did not hold the VIP before its haproxy answered"))
