@@ -94,11 +94,12 @@ Feature: Long-lived connections survive the VIP move
     And no request failed
 
   Scenario: a crash is no drain: nothing is forwarded, the old connections are reset at once
-    # The group's own start may leave an arm behind: a VM whose post-start expected to take the
-    # VIP by preemption (the other VM was still joining, held at priority 1) arms itself towards
-    # the master for grace + 4 x advert_int + 1 s, and keeps that arm when the bootstrap VM takes
-    # the VIP after all. A crash of the master inside that window is black-holed on that VM until
-    # the arm runs out, not reset: a known defect. This scenario starts once no arm is left.
+    # An arm whose takeover did not happen is taken back when post-start or undrain returns
+    # (tests/lab/test_preserve_lab.py). One that did happen stays for grace + 4 x advert_int + 1 s,
+    # also when the VIP moves on within that time: in the group's own start vm1 may take the VIP
+    # from vm0 (still joining, held at priority 1) and lose it to vm0 a moment later. A crash of
+    # vm0 inside that window is black-holed on vm1 until the arm runs out, not reset: a known
+    # defect. This scenario starts once no arm is left.
     Given the job property vipdrain.drain.preserve_connections is true
     And a running group of 2 VMs with advert_int 0.2 s
     And no VM forwards connections any more

@@ -127,13 +127,13 @@ def _cmd_post_start(args: argparse.Namespace) -> int:
     _setup_logging(layout, args.verbose)
     cfg = _load(args)
     from vipdrain.observe import LiveObserver
-    from vipdrain.preemption import await_preemption
+    from vipdrain.preemption import await_preemption, settle_arms
 
-    waited = post_start(cfg, layout, _haproxy_check(cfg), timeout=args.timeout)
-    logging.getLogger("vipdrain").info("post-start: ready after %.1f s; joining hold released", waited)
+    started = post_start(cfg, layout, _haproxy_check(cfg), timeout=args.timeout)
+    logging.getLogger("vipdrain").info("post-start: ready after %.1f s; joining hold released", started.waited)
     # Return only once a takeover this release causes is done: the director stops the next VM next.
     with LiveObserver(cfg, layout) as observer:
-        for warning in await_preemption(cfg, layout, observer):
+        for warning in (*await_preemption(cfg, layout, observer), *settle_arms(cfg, layout, observer, started.armed)):
             logging.getLogger("vipdrain").warning(warning)
     return EXIT_OK
 
@@ -312,7 +312,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if survey.problems or rogues else EXIT_OK
 
 
+def _settle(cfg, layout, armed) -> list[str]:  # JobConfig, Layout, preserve.Armed (imported lazily)
+    """After undrain armed a takeover: wait for it like post-start does, disarm what it did not take."""
+    if not armed.arms:
+        return []
+    from vipdrain.observe import LiveObserver
+    from vipdrain.preemption import await_preemption, settle_arms
+
+    try:
+        with LiveObserver(cfg, layout) as observer:
+            return [*await_preemption(cfg, layout, observer, step="undrain"),
+                    *settle_arms(cfg, layout, observer, armed)]
+    except OSError as exc:
+        return [f"cannot listen for adverts ({exc}): the takeover arm of "
+                f"{', '.join(str(v.address) for v, _ in armed.arms)} stays until it runs out"]
+
+
 def _cmd_undrain(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from vipdrain.hold import Reason, set_hold
     from vipdrain.lifecycle import release_hold
     from vipdrain.preserve import end_handoff
@@ -328,7 +346,8 @@ def _cmd_undrain(args: argparse.Namespace) -> int:
         print(f"warning: {exc}; connections of the current master are not preserved", file=sys.stderr)
         hold = set_hold(layout, remove=reasons)
     else:
-        hold = release_hold(cfg, layout, reasons)
+        released = release_hold(cfg, layout, reasons)
+        hold = replace(released.hold, warnings=(*released.hold.warnings, *_settle(cfg, layout, released.armed)))
     for warning in hold.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     left = f" (still held: {', '.join(hold.reasons)})" if hold.reasons else ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vipdrain import preserve
@@ -113,6 +113,22 @@ def readiness(cfg: JobConfig, layout: Layout, haproxy_ok: Callable[[], str | Non
     return Readiness(tuple(reasons))
 
 
+@dataclass(frozen=True)
+class Released:
+    """What releasing a hold did: the hold left, and the takeover armed on the way."""
+
+    hold: Hold
+    armed: preserve.Armed = field(default_factory=preserve.Armed)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What post-start did: seconds until ready, and the takeover armed when it released the hold."""
+
+    waited: float
+    armed: preserve.Armed = field(default_factory=preserve.Armed)
+
+
 def post_start(
     cfg: JobConfig,
     layout: Layout,
@@ -121,8 +137,9 @@ def post_start(
     sleep: Callable[[float], None] | None = None,
     keepalived_alive: Callable[[Layout], bool] = keepalived_running,
     clock: Callable[[], float] = time.monotonic,
-) -> float:
-    """Wait until the VM can serve, then release the joining hold. Returns seconds waited.
+) -> Started:
+    """Wait until the VM can serve, then release the joining hold. Returns the seconds waited
+    and the takeover armed (to settle with `vipdrain.preemption.settle_arms`).
 
     On timeout the hold stays on (the VM never takes the VIP without a working haproxy) and the
     deploy fails with the reasons.
@@ -134,31 +151,35 @@ def post_start(
         raise RuntimeFailure(
             f"post-start: not ready after {timeout:g} s, keeping this VM held: " + "; ".join(waited.last.reasons)
         )
-    for warning in release_hold(cfg, layout, ("joining", "drain")).warnings:
+    released = release_hold(cfg, layout, ("joining", "drain"))
+    for warning in released.hold.warnings:
         log.warning(warning)
-    return clock() - started
+    return Started(clock() - started, released.armed)
 
 
 def release_hold(cfg: JobConfig, layout: Layout, reasons: tuple[Reason, ...],
                  observer: Callable[[JobConfig, Layout], LiveObserver] = LiveObserver,
-                 arm: Callable[..., list[str]] = preserve.arm_takeover) -> Hold:
+                 arm: Callable[..., preserve.Armed] = preserve.arm_takeover) -> Released:
     """Remove hold `reasons` (post-start, undrain). With connection preservation, when that
     lets this VM outrank the current master, first arm the takeover (`preserve.arm_takeover`):
-    the master's connections survive the preemption that follows."""
+    the master's connections survive the preemption that follows. The caller settles the arm
+    once the election is seen (`vipdrain.preemption.settle_arms`)."""
     warnings: list[str] = []
+    armed = preserve.Armed()
     still = set(read_hold(layout).since) - set(reasons)
     if cfg.drain.preserve_connections and cfg.peers and not still:
         try:
             with observer(cfg, layout) as watch:
                 watch.collect(hear_every_master(cfg.advert_int))
-                warnings += arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
-                                time.monotonic() - watch.freshness)
+                armed = arm(cfg, watch.latest, effective_priority(cfg.priority, held=False),
+                            time.monotonic() - watch.freshness)
+                warnings += armed.warnings
         except OSError as exc:
             # The hold comes off regardless: a VM that can serve must not stay out of elections.
             warnings.append(f"connection preservation: cannot listen for adverts ({exc}); "
                             "the current master's connections are not kept if this VM takes over")
     hold = set_hold(layout, remove=reasons)
-    return replace(hold, warnings=(*hold.warnings, *warnings))
+    return Released(replace(hold, warnings=(*hold.warnings, *warnings)), armed)
 
 
 @dataclass

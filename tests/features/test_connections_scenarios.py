@@ -158,9 +158,9 @@ def streams_survived_preemption(lab: Lab, story: Story, traffic: Traffic, stream
     undrain = story.calls[-1]
     assert undrain.args[:1] == ("undrain",) and undrain.vm == back, f"the last command was not {other}'s undrain"
     vip = lab.vips[0]
-    took = next((c.time for c in traffic.observer.timeline(vip) if c.time >= undrain.start and back in c.holders),
-                None)
-    assert took is not None, f"{other} never took {vip} back: {traffic.observer.timeline(vip)}"
+    took = until(lambda: next((c.time for c in traffic.observer.timeline(vip)
+                               if c.time >= undrain.start and back in c.holders), None),
+                 10, what=f"{other} to take {vip} back")
     for s in streams:
         s.wait_ended(took)
         across = [st for st in s.run.streams() if st.vm == name and st.time < took < st.time + s.seconds]

@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -148,3 +149,28 @@ def test_a_crash_failover_arms_nothing_and_old_connections_are_reset_at_once(two
     broken = before(run.streams(), crashed)
     # A reset from the new master, not the client's 2 s idle timeout of a black hole.
     assert all((s.vm, s.outcome) == (old.name, "broken") and "Reset" in s.error for s in broken), broken
+
+
+def test_a_takeover_that_another_vm_won_leaves_no_arm(lab_factory: Callable[..., Lab]) -> None:
+    """Two VMs released at once, both outranking the master: each arms its takeover towards the
+    master, the better one preempts it, and the other takes its arm back when its undrain returns.
+    Left armed (the defect: for grace + 4 x advert_int + 1 s), it would black-hole the new
+    master's connections if that master crashed and this VM took over."""
+    lab = lab_factory(nodes=3, overrides=PRESERVING, advert_int=0.2)
+    best, second, master = lab.vms  # preferred placement: priorities 200, 150, 100
+    vip = lab.vips[0]
+    lab.wait_converged()
+    for vm in (best, second):
+        vm.vipdrain("drain")
+    lab.wait_holder(vip, master.name)
+    # The drains armed their takers (for the grace period): start from a table with no arm.
+    until(lambda: not any(vm.forwarding() for vm in lab.vms), GRACE + 3, interval=0.2,
+          what="the drains' arms to expire")
+    with ThreadPoolExecutor(2) as pool:
+        undrains = [pool.submit(vm.vipdrain, "undrain") for vm in (best, second)]
+        results = [u.result() for u in undrains]
+    assert all(r.returncode == 0 for r in results), results
+    assert "did not take" not in results[1].stderr, results[1].stderr  # it saw the better VM win
+    lab.wait_holder(vip, best.name, timeout=10)
+    assert second.forwarding() == {}, (second.forwarding(), {vm.name: vm.mac for vm in lab.vms})
+    assert best.forwarding() == {vip: master.mac}  # the takeover that happened stays armed

@@ -78,9 +78,12 @@ class FakeObserver:
     listened: list[float] = field(default_factory=list)
     #: (time, action): things that happen while the caller listens (a peer advertises, a VIP moves).
     events: list[tuple[float, Callable[[FakeObserver], None]]] = field(default_factory=list)
-    #: Masters that keep advertising (VIP, source, priority, MAC): heard at the end of every listen
-    #: of at least one advert interval, as on the wire.
+    #: Masters that keep advertising (VIP, source, priority, MAC): heard at the end of a listen
+    #: once every advert interval, as on the wire.
     masters: list[tuple[Vip, str, int, str]] = field(default_factory=list)
+    #: When `masters` were last heard: again once an advert interval has passed, however the
+    #: caller splits its listening.
+    masters_heard_at: float = float("-inf")
 
     @property
     def freshness(self) -> float:
@@ -101,7 +104,8 @@ class FakeObserver:
         self.events = [e for e in self.events if e[0] > self.clock.now]
         for _, action in due:
             action(self)
-        if seconds >= self.cfg.advert_int:
+        if self.clock.now - self.masters_heard_at >= self.cfg.advert_int:
+            self.masters_heard_at = self.clock.now
             for vip, source, priority, mac in self.masters:
                 self.hear(vip, source, priority, mac)
 

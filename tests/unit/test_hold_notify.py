@@ -12,6 +12,7 @@ from fakes import job_config
 from vipdrain.hold import read_hold, set_hold
 from vipdrain.layout import Layout
 from vipdrain.notify import follow_fifo, parse_fifo_line, read_state, recent_transitions, record_transition
+from vipdrain.preserve import Armed
 from vipdrain.procs import alive, read_pid, running_pid
 from vipdrain.vrrp.timing import hear_every_master
 
@@ -156,10 +157,10 @@ def test_release_hold_arms_the_takeover_while_still_held_then_releases(layout):
 
     def arm(cfg, latest, own_priority, fresh_since):
         seen.append((own_priority, read_hold(layout).reasons))
-        return ["could not arm"]
+        return Armed(warnings=("could not arm",))
 
     set_hold(layout, add=("joining",))
-    hold = release_hold(preserving_cfg(), layout, ("joining", "drain"), observer=FakeObserver, arm=arm)
+    hold = release_hold(preserving_cfg(), layout, ("joining", "drain"), observer=FakeObserver, arm=arm).hold
     # Armed with the priority it will advertise once free, before keepalived could preempt.
     assert seen == [(200, ["joining"])]
     assert FakeObserver.listened == [pytest.approx(hear_every_master(1.0))]  # long enough to hear every master
@@ -175,7 +176,7 @@ def test_release_hold_arms_nothing_when_no_takeover_can_follow(layout, preservin
         raise AssertionError("armed a takeover that cannot happen")
 
     set_hold(layout, add=("joining",) + ((other_reason,) if other_reason else ()))
-    hold = release_hold(preserving_cfg(preserving), layout, ("joining",), observer=FakeObserver, arm=arm)
+    hold = release_hold(preserving_cfg(preserving), layout, ("joining",), observer=FakeObserver, arm=arm).hold
     assert hold.reasons == ([other_reason] if other_reason else [])
 
 
@@ -187,5 +188,5 @@ def test_release_hold_releases_even_when_it_cannot_listen(layout):
             raise PermissionError(1, "Operation not permitted")
 
     set_hold(layout, add=("joining",))
-    hold = release_hold(preserving_cfg(), layout, ("joining",), observer=Deaf)
+    hold = release_hold(preserving_cfg(), layout, ("joining",), observer=Deaf).hold
     assert not hold.active and any("cannot listen" in w for w in hold.warnings)

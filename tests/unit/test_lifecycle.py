@@ -15,7 +15,8 @@ from vipdrain.layout import Layout
 from vipdrain.lifecycle import join_held, post_deploy, post_start
 from vipdrain.model import DrainSettings, HaproxySettings
 from vipdrain.notify import record_transition
-from vipdrain.preemption import await_preemption
+from vipdrain.preemption import await_preemption, settle_arms
+from vipdrain.preserve import Armed
 
 
 @pytest.fixture
@@ -71,9 +72,9 @@ def test_post_start_releases_the_hold_once_ready(layout):
     clock = FakeClock()
     answers = iter(["connection refused", None])
     record_transition(layout, "INSTANCE", "vip_1", "BACKUP", 100)
-    waited = post_start(cfg, layout, lambda: next(answers), timeout=5.0, sleep=clock.sleep,
-                        keepalived_alive=lambda _: True, clock=clock)
-    assert waited == pytest.approx(0.2) and not read_hold(layout).active
+    started = post_start(cfg, layout, lambda: next(answers), timeout=5.0, sleep=clock.sleep,
+                         keepalived_alive=lambda _: True, clock=clock)
+    assert started.waited == pytest.approx(0.2) and not read_hold(layout).active
 
 
 def test_post_start_waits_for_the_preemption_its_release_causes(layout):
@@ -93,12 +94,51 @@ def test_post_start_warns_when_the_takeover_does_not_come(layout):
     assert "outranks the master of vip_1 but did not take it within 6 s" in warning
 
 
+def test_the_wait_ends_when_a_vm_that_outranks_this_one_takes_the_vip(layout):
+    """Two releases at once (post-start here, undrain of the bootstrap VM there): the better VM
+    preempts the master first; this one stops waiting, without a warning."""
+    cfg = job_config(priority=150)
+    obs = FakeObserver(cfg, FakeClock(100.0))
+    obs.masters.append((cfg.vips[0], "192.0.2.11", 100, MAC_PEER))
+    obs.events.append((103.0, lambda o: o.masters.__setitem__(0, (cfg.vips[0], "192.0.2.12", 200, MAC_PEER))))
+    assert await_preemption(cfg, layout, obs, clock=obs.clock) == []
+    assert obs.clock.now < 104.5
+
+
 def test_post_start_does_not_wait_for_a_better_master(layout):
     cfg = job_config(priority=100)
     obs = FakeObserver(cfg, FakeClock(100.0))
     obs.masters.append((cfg.vips[0], "192.0.2.11", 150, MAC_PEER))
     assert await_preemption(cfg, layout, obs, clock=obs.clock) == []
     assert obs.listened == [pytest.approx(1.7)]  # one look, long enough to hear every master
+
+
+def settle(cfg, layout, obs, armed):
+    disarmed = []
+    warnings = settle_arms(cfg, layout, obs, armed, disarm=lambda _cfg, arms: disarmed.extend(arms) or [])
+    return warnings, disarmed
+
+
+def test_the_takeover_arm_stays_when_the_vip_was_taken(layout):
+    cfg = job_config(priority=200)
+    obs = FakeObserver(cfg, FakeClock(100.0))
+    obs.here.add("vip_1")
+    assert settle(cfg, layout, obs, Armed(arms=((cfg.vips[0], MAC_PEER),))) == ([], [])
+
+
+def test_the_takeover_arm_goes_when_another_vm_won_the_election(layout):
+    """The defect this fixes: the arm stayed for grace + 4 x advert_int + 1 s, and a crash of the
+    master in that time was black-holed on this VM (its old connections forwarded to a dead MAC)."""
+    cfg = job_config(priority=200, vips=2)
+    obs = FakeObserver(cfg, FakeClock(100.0))
+    obs.here.add("vip_1")
+    armed = Armed(arms=((cfg.vips[0], MAC_PEER), (cfg.vips[1], MAC_PEER)))
+    assert settle(cfg, layout, obs, armed) == ([], [(cfg.vips[1], MAC_PEER)])
+
+
+def test_nothing_armed_nothing_to_settle(layout):
+    cfg = job_config(priority=200)
+    assert settle(cfg, layout, FakeObserver(cfg, FakeClock(100.0)), Armed()) == ([], [])
 
 
 # --- post-deploy -------------------------------------------------------------------------------

@@ -277,7 +277,8 @@ def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover_keeping_own_co
     cfg = replace(make_cfg(), advert_int=1.0)
     run = FakeRunner()
     samples = {4: PROC_NET_TCP, 6: ""}
-    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=samples.__getitem__) == []
+    armed = preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=samples.__getitem__)
+    assert armed == preserve.Armed(arms=((vip(VIP4), PEER_MAC),))
     [(argv, stdin)] = run.calls
     assert argv[1:] == ["-f", "-"]
     assert stdin is not None and "armed4_0 { 192.0.2.100 timeout 35000ms" in stdin  # 30 s + 4 x 1 s + 1 s
@@ -287,14 +288,50 @@ def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover_keeping_own_co
 @pytest.mark.parametrize("cfg", [make_cfg(preserve_connections=False), make_cfg(peers=())], ids=["off", "no-peers"])
 def test_arm_takeover_does_nothing_without_preservation_or_peers(cfg: JobConfig) -> None:
     run = FakeRunner()
-    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "") == []
+    assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "") == preserve.Armed()
     assert run.calls == []
 
 
 def test_a_failed_arm_is_a_warning_naming_the_vip() -> None:
     run = FakeRunner(returncode=1, stderr="Error: No such file or directory")
-    [warning] = preserve.arm_takeover(make_cfg(), {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "")
+    armed = preserve.arm_takeover(make_cfg(), {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "")
+    [warning] = armed.warnings
     assert str(VIP4) in warning and "No such file" in warning
+    assert armed.arms == ()  # nothing to take back
+
+
+@dataclass
+class Scripted:
+    """A runner answering `nft -j list` with `listing` and every other command with `returncode`."""
+
+    listing: str
+    returncode: int = 0
+    calls: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        out = self.listing if "list" in argv else ""
+        return subprocess.CompletedProcess(list(argv), 0 if "list" in argv else self.returncode, out, "Error: boom")
+
+
+def test_disarm_takes_back_an_arm_still_pointing_where_it_was_armed() -> None:
+    run = Scripted(NFT_LISTING)
+    assert preserve.disarm_takeover(make_cfg(), [(vip(VIP4), PEER_MAC)], run=run) == []
+    assert run.calls[-1][1:] == ["delete", "element", "netdev", "vipdrain_preserve", "armed4_0", "{ 192.0.2.100 }"]
+
+
+@pytest.mark.parametrize("now", ['{"nftables": []}', NFT_LISTING.replace(PEER_MAC, "02:00:00:00:00:99")],
+                         ids=["ran out", "re-armed by a drain notice"])
+def test_disarm_leaves_an_arm_that_is_not_the_takeovers_own(now: str) -> None:
+    run = Scripted(now)
+    assert preserve.disarm_takeover(make_cfg(), [(vip(VIP4), PEER_MAC)], run=run) == []
+    assert not [argv for argv in run.calls if "delete" in argv]
+
+
+def test_a_failed_disarm_is_a_warning_naming_the_vip() -> None:
+    run = Scripted(NFT_LISTING, returncode=1)
+    [warning] = preserve.disarm_takeover(make_cfg(), [(vip(VIP4), PEER_MAC)], run=run)
+    assert "cannot disarm the takeover of 192.0.2.100" in warning and "boom" in warning
 
 
 # --- start_handoff (the drain) -----------------------------------------------------------------

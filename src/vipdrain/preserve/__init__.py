@@ -34,7 +34,9 @@ forwarding, which would purge RA-learned default routes).
 A VIP also moves without a drain when a VM outranks the master (placement `preferred`: the
 bootstrap VM after its update or `undrain`). That master keeps serving and sends no notice, so
 the VM about to take over arms itself (`arm_takeover`, before it releases its hold) towards the
-master's MAC, seen in its adverts, and marks its own connections to the VIP as local. Frames
+master's MAC, seen in its adverts, and marks its own connections to the VIP as local; if the
+takeover does not happen (another VM won the election), it takes the arm back once it knows
+(`disarm_takeover`), so a later crash of that master finds nothing armed. Frames
 from a MAC this VM forwards to are never forwarded again: two VMs armed towards each other
 (a drain soon after such a takeover) would otherwise bounce a packet between them forever.
 
@@ -78,10 +80,13 @@ from vipdrain.preserve.nft import (
     NFT_TIMEOUT,
     TABLE,
     TABLE_FAMILY,
+    Armed,
     Forwarder,
     Runner,
     arm_ruleset,
     arm_takeover,
+    disarm_argv,
+    disarm_takeover,
     forwarder_ruleset,
     forwarding_now,
     install,
@@ -117,6 +122,7 @@ __all__ = [
     "NOTICE_TTL",
     "TABLE",
     "TABLE_FAMILY",
+    "Armed",
     "Flow",
     "Forwarder",
     "Runner",
@@ -125,6 +131,8 @@ __all__ = [
     "arm_ruleset",
     "arm_takeover",
     "build_parser",
+    "disarm_argv",
+    "disarm_takeover",
     "encode_notice",
     "end_handoff",
     "forwarder_ruleset",

@@ -1,5 +1,5 @@
 """The standing nftables table that forwards a draining peer's connections back to it (pure: the
-rulesets; edges: `install`, `arm_takeover`, `forwarding_now`, run through `nft`)."""
+rulesets; edges: `install`, `arm_takeover`, `disarm_takeover`, `forwarding_now`, run through `nft`)."""
 
 from __future__ import annotations
 
@@ -242,35 +242,81 @@ def remove_forwarder(run: Runner = run_command) -> None:
         log.info("removed nft table %s %s", TABLE_FAMILY, TABLE)
 
 
+@dataclass(frozen=True)
+class Armed:
+    """What `arm_takeover` did: each VIP armed, with the MAC of the master it expects to preempt."""
+
+    arms: tuple[tuple[Vip, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
 def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
                  fresh_since: float, run: Runner = run_command, read: Callable[[int], str] = read_proc_tcp,
-                 ) -> list[str]:
+                 ) -> Armed:
     """Before this VM releases a hold (post-start, undrain) and may take VIPs from a running peer
-    by preemption: arm its own table for them, towards that peer. Returns warnings; never raises.
+    by preemption: arm its own table for them, towards that peer. Never raises.
 
     Preemption is no drain: the peer keeps serving, sends no notice, and its clients' packets
     would follow this VM's gratuitous ARP into resets. Armed first, this VM sends them back to
     the peer (which keeps the VIP on `lo`, see vipdrain.vipaddr) for `preserve_grace` after the
-    takeover, and keeps its own new connections. If the peer crashes within that window, its
-    old connections time out instead of being reset.
+    takeover, and keeps its own new connections. If the takeover does not happen, the caller
+    takes the arm back (`disarm_takeover`): left armed, this VM would black-hole that peer's
+    connections if it took the VIP over after a crash of that peer.
     """
     if not cfg.drain.preserve_connections or not cfg.peers:
-        return []
+        return Armed()
     arms = takeover_arms(cfg.vips, latest, own_priority, fresh_since)
     if not arms:
-        return []
+        return Armed()
     timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)
     # Connections this VM still has to the VIPs (served through a peer's forwarding since it
     # last held them) come straight here after the takeover: they must not be sent away.
     flows = own_flows([vip.address for vip, _ in arms], read=read)
     done = run([_nft(), "-f", "-"], arm_ruleset(arms, interface_numbers(cfg.vips), timeout, flows))
     if done.returncode != 0:
-        return [f"connection preservation: cannot arm the takeover of {', '.join(str(v.address) for v, _ in arms)}: "
-                f"nft -f failed: {done.stderr.strip()}"]
+        return Armed(warnings=(f"connection preservation: cannot arm the takeover of "
+                               f"{', '.join(str(v.address) for v, _ in arms)}: nft -f failed: {done.stderr.strip()}",))
     log.info("this VM will take %s over by preemption: connections to it are sent back to %s for %g s "
              "(%d connections of its own stay here)",
              ", ".join(str(v.address) for v, _ in arms), ", ".join(sorted({m for _, m in arms})), timeout, len(flows))
-    return []
+    return Armed(arms=tuple(arms))
+
+
+def disarm_argv(vip: Vip, numbers: Mapping[str, int]) -> list[str]:
+    """The command that removes `vip`'s arm (fails when there is none)."""
+    return [_nft(), "delete", "element", TABLE_FAMILY, TABLE, f"armed{vip.family}_{numbers[vip.interface]}",
+            f"{{ {vip.address} }}"]
+
+
+def disarm_takeover(cfg: JobConfig, arms: Iterable[tuple[Vip, str]], run: Runner = run_command) -> list[str]:
+    """Take back the takeover arms of VIPs this VM did not take after all. Returns warnings; never raises.
+
+    Only an arm still pointing at the MAC it was armed with goes: one that ran out is gone
+    already, and one a drain notice set since (towards another VM) belongs to that drain.
+    """
+    arms = list(arms)
+    if not arms:
+        return []
+    listing = run(list_table_argv(), None)
+    try:
+        now = parse_armed(listing.stdout) if listing.returncode == 0 else None
+    except (ValueError, KeyError, TypeError):
+        now = None
+    if now is None:
+        return [f"connection preservation: cannot read the table to disarm the takeover of "
+                f"{', '.join(str(v.address) for v, _ in arms)}: {listing.stderr.strip() or 'unexpected listing'}"]
+    numbers = interface_numbers(cfg.vips)
+    warnings = []
+    for vip, mac in arms:
+        if now.get(str(vip.address)) != mac:
+            continue
+        done = run(disarm_argv(vip, numbers), None)
+        if done.returncode != 0:
+            warnings.append(f"connection preservation: cannot disarm the takeover of {vip.address}: "
+                            f"nft failed: {done.stderr.strip()}")
+        else:
+            log.info("%s was not taken over: its connections are no longer sent back to %s", vip.address, mac)
+    return warnings
 
 
 def list_table_argv() -> list[str]:
