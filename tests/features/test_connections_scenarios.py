@@ -186,19 +186,6 @@ def no_stream_broke(story: Story, streams: list[Streams]) -> None:
         assert not broken, f"{s.kind}: {describe(s.run.streams())}; e.g. {broken[0]}"
 
 
-@then(parsers.parse("no stream opened on {vm} broke"))
-def no_stream_on_vm_broke(lab: Lab, story: Story, streams: list[Streams], vm: str) -> None:
-    """Like "no stream broke", for the streams `vm` served (those the scenario is about)."""
-    end = last_action_end(story)
-    name = lab.vm(vm).name
-    for s in streams:
-        s.wait_ended(end)
-        ours = [st for st in s.run.streams() if st.vm == name]
-        assert ours, f"{s.kind}: no stream was served by {name}: {describe(s.run.streams())}"
-        broken = [st for st in ours if st.outcome == "broken"]
-        assert not broken, f"{s.kind}: {describe(s.run.streams())}; e.g. {broken[0]}"
-
-
 @then(parsers.parse("new requests during {vm}'s grace period were answered by {other}"))
 def new_requests_on_new_master(lab: Lab, traffic: Traffic, deploy: BoshRun, vm: str, other: str) -> None:
     """Between the end of the VM's drain and its `monit stop` (BOSH waits the grace period the

@@ -279,7 +279,8 @@ def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover_keeping_own_co
     samples = {4: PROC_NET_TCP, 6: ""}
     armed = preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=samples.__getitem__)
     assert armed == preserve.Armed(arms=((vip(VIP4), PEER_MAC),))
-    [(argv, stdin)] = run.calls
+    [(listing, _), (argv, stdin)] = run.calls
+    assert listing[1:] == ["-j", "list", "table", "netdev", "vipdrain_preserve"]
     assert argv[1:] == ["-f", "-"]
     assert stdin is not None and "armed4_0 { 192.0.2.100 timeout 35000ms" in stdin  # 30 s + 4 x 1 s + 1 s
     assert "local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 timeout 45000ms }" in stdin
@@ -290,6 +291,44 @@ def test_arm_takeover_does_nothing_without_preservation_or_peers(cfg: JobConfig)
     run = FakeRunner()
     assert preserve.arm_takeover(cfg, {(1, 4): advert()}, 200, 99.0, run=run, read=lambda _v: "") == preserve.Armed()
     assert run.calls == []
+
+
+#: `nft -j list table` (nftables 1.0.6, captured) with an arm, its MAC and one local connection.
+ARMED_LISTING = (
+    '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, '
+    '{"map": {"family": "netdev", "name": "armed4_0", "table": "vipdrain_preserve", "type": "ipv4_addr", '
+    '"handle": 1, "map": "ether_addr", "flags": ["timeout"], "elem": [[{"elem": {"val": "192.0.2.100", '
+    '"timeout": 3, "expires": 2}}, "02:00:00:00:00:0b"]]}}, '
+    '{"set": {"family": "netdev", "name": "fwdmacs_0", "table": "vipdrain_preserve", "type": "ether_addr", '
+    '"handle": 2, "flags": ["timeout"], "elem": [{"elem": {"val": "02:00:00:00:00:0b", "timeout": 3, '
+    '"expires": 2}}]}}, '
+    '{"set": {"family": "netdev", "name": "local4_0", "table": "vipdrain_preserve", "type": '
+    '["ipv4_addr", "inet_service", "ipv4_addr", "inet_service"], "handle": 3, "flags": ["timeout"], '
+    '"elem": [{"elem": {"val": {"concat": ["198.51.100.7", 40000, "192.0.2.100", 80]}, "timeout": 3, '
+    '"expires": 2}}]}}]}'
+)
+
+
+def test_the_elements_in_the_table_are_read_as_the_ruleset_writes_them() -> None:
+    assert preserve.existing_elements(ARMED_LISTING) == {
+        "armed4_0": {"192.0.2.100"}, "fwdmacs_0": {PEER_MAC}, "local4_0": {"198.51.100.7 . 40000 . 192.0.2.100 . 80"}}
+
+
+def test_an_arm_already_there_is_replaced_not_left_on_its_old_clock() -> None:
+    """nftables 1.0 keeps an element's timeout on `add` (and refuses another value for a map
+    key): the undrain right after a drain re-armed an arm left from the start-up takeover, which
+    ran out 0.4 s after the take-back and reset a connection (captured in the lab)."""
+    flows = [(ipaddress.ip_address("198.51.100.7"), 40000, VIP4, 80)]
+    script = preserve.arm_ruleset([(vip(VIP4), PEER_MAC)], {"eth0": 0}, timeout=6.0, flows=flows,
+                                  existing=preserve.existing_elements(ARMED_LISTING)).splitlines()
+    assert script == [
+        "delete element netdev vipdrain_preserve armed4_0 { 192.0.2.100 }",
+        f"add element netdev vipdrain_preserve armed4_0 {{ 192.0.2.100 timeout 6000ms : {PEER_MAC} }}",
+        f"delete element netdev vipdrain_preserve fwdmacs_0 {{ {PEER_MAC} }}",
+        f"add element netdev vipdrain_preserve fwdmacs_0 {{ {PEER_MAC} timeout 6000ms }}",
+        "delete element netdev vipdrain_preserve local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 }",
+        "add element netdev vipdrain_preserve local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 timeout 16000ms }",
+    ]
 
 
 def test_a_failed_arm_is_a_warning_naming_the_vip() -> None:

@@ -8,7 +8,7 @@ import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vipdrain import vrrp
@@ -161,24 +161,56 @@ def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdve
 
 
 def arm_ruleset(arms: Iterable[tuple[Vip, str]], numbers: Mapping[str, int], timeout: float,
-                flows: Iterable[Flow] = ()) -> str:
+                flows: Iterable[Flow] = (), existing: Mapping[str, Collection[str]] | None = None) -> str:
     """The `nft -f` script that arms each VIP towards its MAC for `timeout` seconds, as a drain
-    notice from that MAC would (an arm that is already there gets the new timeout), and marks
-    `flows` - this VM's own connections to the VIPs - as local: they stay here."""
+    notice from that MAC would, and marks `flows` - this VM's own connections to the VIPs - as
+    local: they stay here.
+
+    `existing` (set or map name -> its keys, `existing_elements`) lists what is in the table
+    already: those elements are deleted and added again in the same transaction. nftables 1.0
+    keeps an element's old timeout on `add` (and refuses a new value for a map key), so an arm
+    left from an earlier takeover would otherwise run out on its old clock, moments after this
+    takeover, and reset the connections it was meant to keep.
+    """
     arms = list(arms)
+    existing = existing or {}
     interface_of = {vip.address: vip.interface for vip, _ in arms}
     lines = []
+
+    def put(name: str, key: str, element: str) -> None:
+        if key in existing.get(name, ()):
+            lines.append(f"delete element {TABLE_FAMILY} {TABLE} {name} {{ {key} }}")
+        lines.append(f"add element {TABLE_FAMILY} {TABLE} {name} {{ {element} }}")
+
     for vip, mac in arms:
         n = numbers[vip.interface]
-        lines.append(f"add element {TABLE_FAMILY} {TABLE} armed{vip.family}_{n} "
-                     f"{{ {vip.address} timeout {_ms(timeout)} : {mac} }}")
-        lines.append(f"add element {TABLE_FAMILY} {TABLE} {FORWARD_MACS}_{n} {{ {mac} timeout {_ms(timeout)} }}")
+        put(f"armed{vip.family}_{n}", str(vip.address), f"{vip.address} timeout {_ms(timeout)} : {mac}")
+        put(f"{FORWARD_MACS}_{n}", mac, f"{mac} timeout {_ms(timeout)}")
     for client, cport, address, vport in flows:
         if address in interface_of:
             n = numbers[interface_of[address]]
-            lines.append(f"add element {TABLE_FAMILY} {TABLE} local{address.version}_{n} "
-                         f"{{ {client} . {cport} . {address} . {vport} timeout {_ms(timeout + LOCAL_FLOW_SLACK)} }}")
+            key = f"{client} . {cport} . {address} . {vport}"
+            put(f"local{address.version}_{n}", key, f"{key} timeout {_ms(timeout + LOCAL_FLOW_SLACK)}")
     return "".join(line + "\n" for line in lines)
+
+
+def existing_elements(listing: str) -> dict[str, set[str]]:
+    """Set or map name -> the keys of its elements, written as `arm_ruleset` writes them, from
+    `nft -j list table netdev vipdrain_preserve`."""
+    found: dict[str, set[str]] = {}
+    for item in json.loads(listing).get("nftables", []):
+        obj = item.get("set") or item.get("map")
+        if not obj:
+            continue
+        keys = found.setdefault(str(obj.get("name", "")), set())
+        for element in obj.get("elem", []):
+            key = element[0] if isinstance(element, list) else element  # a map's [key, value]
+            if isinstance(key, dict) and "elem" in key:  # with its timeout and expiry
+                key = key["elem"]["val"]
+            if isinstance(key, dict) and "concat" in key:
+                key = " . ".join(str(part) for part in key["concat"])
+            keys.add(str(key))
+    return found
 
 
 def parse_armed(listing: str) -> dict[str, str]:
@@ -272,7 +304,16 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
     # Connections this VM still has to the VIPs (served through a peer's forwarding since it
     # last held them) come straight here after the takeover: they must not be sent away.
     flows = own_flows([vip.address for vip, _ in arms], read=read)
-    done = run([_nft(), "-f", "-"], arm_ruleset(arms, interface_numbers(cfg.vips), timeout, flows))
+    # Twice at most: an element that runs out between the listing and the transaction fails its delete.
+    for _ in range(2):
+        listing = run(list_table_argv(), None)
+        try:
+            existing = existing_elements(listing.stdout) if listing.returncode == 0 else {}
+        except (ValueError, KeyError, TypeError, IndexError):
+            existing = {}
+        done = run([_nft(), "-f", "-"], arm_ruleset(arms, interface_numbers(cfg.vips), timeout, flows, existing))
+        if done.returncode == 0:
+            break
     if done.returncode != 0:
         return Armed(warnings=(f"connection preservation: cannot arm the takeover of "
                                f"{', '.join(str(v.address) for v, _ in arms)}: nft -f failed: {done.stderr.strip()}",))
