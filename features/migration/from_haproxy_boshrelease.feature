@@ -12,7 +12,12 @@ Feature: Migrating from haproxy-boshrelease's keepalived job without a split bra
 
   The first VM updated (the canary, vm0) is the old master. It has no drain: its `monit stop`
   removes the VIP and a peer takes it over after its VRRP skew time. That break is the one the
-  old job costs on every deploy; the migration pays it once, on that VM, and never again.
+  old job costs on every deploy; the migration pays it once, on that VM, and never again. With 3
+  VMs it can last about 5 s: the old template gives both other VMs priority 100, both become
+  master, one steps down, and when its gratuitous ARP reached the clients last they send to it
+  until the winner's second ARP burst (keepalived's garp_master_delay). The break ends when the
+  clients are answered again.
+
   When vm0 comes back on vipdrain it takes the VIP back (make-before-break, it outranks the old
   VMs): a connection whose first packets reached the old VM and whose next ones reach vm0 cannot
   be sent back, because a VM on the old job keeps no copy of the VIP once it is a backup. That
