@@ -206,14 +206,14 @@ def job_properties(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(props=job_properties(), bootstrap=st.booleans())
-def test_no_accepted_config_renders_a_file_keepalived_rejects(keepalived_bin, with_interface, props, bootstrap):
+def test_no_accepted_config_renders_a_file_keepalived_rejects(keepalived_bin, with_interface, shared_conf_layout,
+                                                               props, bootstrap):
     spec = {} if bootstrap else {"index": 1, "bootstrap": False, "id": "peer-1", "ip": "192.0.2.11"}
     try:
         cfg = parse_config(with_interface(props, spec=spec))
     except ConfigInvalid:
         assume(False)
-    layout = Layout(root=Path("/var/vcap"), vipdrain_cmd=f"{sys.executable} -m vipdrain")
-    keepalived.check_config(render_keepalived_conf(cfg, layout))
+    keepalived.check_config(render_keepalived_conf(cfg, shared_conf_layout))
 
 
 # --- command line and pid files ---------------------------------------------------------------
