@@ -96,15 +96,15 @@ def test_fails_within_the_timeout_when_the_frontend_accepts_but_never_answers(ow
     The check itself reports it, within its own timeout (keepalived's is longer)."""
     log = tmp_path / "keepalived.log"
     started = time.monotonic()
-    done = run(own_pid_file, hung, TIMEOUT, "--log", str(log))
+    done = run(own_pid_file, hung, 1, "--log", str(log))
     took = time.monotonic() - started
-    assert problem_of(done) == probe.check(own_pid_file, hung, TIMEOUT)
-    assert f"{hung} accepted the connection but did not answer within 0.3 s" in done.stderr
-    assert TIMEOUT <= took < TIMEOUT + 1.5, took
+    assert problem_of(done) == probe.check(own_pid_file, hung, 1)
+    assert f"{hung} accepted the connection but did not answer within 1 s" in done.stderr
+    assert 1 <= took < 1.8, f"took {took:.2f} s for a timeout of 1 s"
     # keepalived sends a script's output to /dev/null: the reason must reach its log.
     (line,) = log.read_text().splitlines()
     assert re.fullmatch(r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}: vipdrain_healthcheck: " + re.escape(
-        f"{hung} accepted the connection but did not answer within 0.3 s (haproxy stopped or hung?)"), line), line
+        f"{hung} accepted the connection but did not answer within 1 s (haproxy stopped or hung?)"), line), line
 
 
 def test_http_form_on_a_hung_frontend(own_pid_file, hung):
