@@ -1,7 +1,7 @@
 """What keepalived's health check costs per run (issue 16): CPU (user + sys) of the check process.
 
 Each check is started as keepalived starts it (a fresh process, no shell) against a real haproxy
-started here on 127.0.0.1 (no root needed; a local listener if haproxy is missing), and its CPU
+started here on 127.0.0.1 (no root needed; haproxy is one of the lab's packages), and its CPU
 is the child's rusage from os.wait4. Rows, `--runs` runs each (every run must pass):
 - vipdrain's default check, the job's bin/healthcheck (lifecycle/healthcheck, bash builtins),
   with `HOST:PORT` and with `http://HOST:PORT/PATH`;
@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -76,7 +75,10 @@ def real_haproxy(directory: Path) -> Iterator[tuple[str, Path, str]]:
         "frontend fe", f"  bind 127.0.0.1:{port}", "  monitor-uri /health",
         "  http-request return status 200 content-type text/plain string ok", ""]))
     # -db: one process in the foreground, which writes no pid file: ours names it, as bpm's does.
-    proc = subprocess.Popen([shutil.which("haproxy") or "haproxy", "-db", "-f", str(config)],
+    binary = shutil.which("haproxy")
+    if binary is None:
+        raise SystemExit("haproxy is not installed: `make setup` installs the lab's packages")
+    proc = subprocess.Popen([binary, "-db", "-f", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pid_file.write_text(f"{proc.pid}\n")
     try:
@@ -98,57 +100,29 @@ def real_haproxy(directory: Path) -> Iterator[tuple[str, Path, str]]:
             proc.wait()
 
 
-@contextlib.contextmanager
-def local_listener(directory: Path) -> Iterator[tuple[str, Path, str]]:
-    """Stand-in when haproxy is not installed: a thread answering 200; the pid file names us."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
-
-    threading.Thread(target=serve, daemon=True).start()
-    pid_file = directory / "haproxy.pid"
-    pid_file.write_text(f"{os.getpid()}\n")
-    try:
-        yield f"127.0.0.1:{server.getsockname()[1]}", pid_file, "a local listener (no haproxy installed)"
-    finally:
-        server.close()
-
-
 def run(runs: int, env: Mapping[str, str]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="vipdrain-hc-bench-") as tmp:
-        frontend = real_haproxy if shutil.which("haproxy") else local_listener
-        with frontend(Path(tmp)) as (where, pid_file, what):
-            log = str(Path(tmp) / "keepalived.log")
-            common = ["--pid-file", str(pid_file), "--timeout", TIMEOUT]
-            rows: dict[str, list[str] | None] = {
-                "vipdrain bin/healthcheck HOST:PORT": [str(SCRIPT), *common, "--tcp", where, "--log", log],
-                "vipdrain bin/healthcheck http://HOST:PORT/health": [
-                    str(SCRIPT), *common, "--tcp", f"http://{where}/health", "--log", log],
-                "old default: python -m vipdrain.probe HOST:PORT": [
-                    sys.executable, "-m", "vipdrain.probe", *common, "--tcp", where],
-                "haproxy-boshrelease: killall -0 haproxy": (
-                    [killall, "-0", "haproxy"] if (killall := shutil.which("killall")) else None),
-                "floor: /bin/bash -c : (bash's start-up alone)": ["/bin/bash", "-c", ":"],
-            }
-            results: dict[str, Any] = {}
-            for name, argv in rows.items():
-                if argv is None:
-                    results[name] = "not measured: killall (psmisc) is not installed here"
-                    continue
-                if "killall" in name and frontend is local_listener:
-                    results[name] = "not measured: no haproxy process here for killall to find"
-                    continue
-                child_cpu_ms(argv, env)  # warm the page cache
-                results[name] = stats([child_cpu_ms(argv, env) for _ in range(runs)])
-            assert not Path(log).exists(), "a passing check wrote to the log"
+    with tempfile.TemporaryDirectory(prefix="vipdrain-hc-bench-") as tmp, \
+            real_haproxy(Path(tmp)) as (where, pid_file, what):
+        log = str(Path(tmp) / "keepalived.log")
+        common = ["--pid-file", str(pid_file), "--timeout", TIMEOUT]
+        rows: dict[str, list[str] | None] = {
+            "vipdrain bin/healthcheck HOST:PORT": [str(SCRIPT), *common, "--tcp", where, "--log", log],
+            "vipdrain bin/healthcheck http://HOST:PORT/health": [
+                str(SCRIPT), *common, "--tcp", f"http://{where}/health", "--log", log],
+            "old default: python -m vipdrain.probe HOST:PORT": [
+                sys.executable, "-m", "vipdrain.probe", *common, "--tcp", where],
+            "haproxy-boshrelease: killall -0 haproxy": (
+                [killall, "-0", "haproxy"] if (killall := shutil.which("killall")) else None),
+            "floor: /bin/bash -c : (bash's start-up alone)": ["/bin/bash", "-c", ":"],
+        }
+        results: dict[str, Any] = {}
+        for name, argv in rows.items():
+            if argv is None:
+                results[name] = "not measured: killall (psmisc) is not installed here"
+                continue
+            child_cpu_ms(argv, env)  # warm the page cache
+            results[name] = stats([child_cpu_ms(argv, env) for _ in range(runs)])
+        assert not Path(log).exists(), "a passing check wrote to the log"
     ours = max(v["median_ms"] for k, v in results.items() if k.startswith("vipdrain") and isinstance(v, dict))
     bash = subprocess.run(["/bin/bash", "--version"], capture_output=True, text=True, check=False).stdout
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -8,9 +8,10 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,22 @@ def conf_layout(tmp_path: Path) -> Layout:
 def shared_conf_layout(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     """`conf_layout` for tests that cannot take a function-scoped fixture (hypothesis)."""
     return install_healthcheck(tmp_path_factory.mktemp("shared") / "vcap")
+
+
+# --- stand-in haproxy for the health-check tests (vipdrain.probe, lifecycle/healthcheck) --------
+
+
+@pytest.fixture
+def own_pid_file(tmp_path: Path) -> Path:
+    """haproxy's pid file naming a live process (this one)."""
+    path = tmp_path / "haproxy.pid"
+    path.write_text(f"{os.getpid()}\n")
+    return path
+
+
+@pytest.fixture
+def hung() -> Iterator[str]:
+    """A listener nobody serves: the kernel completes the handshake and queues the request, as for
+    a haproxy stopped with SIGSTOP; yields HOST:PORT."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"

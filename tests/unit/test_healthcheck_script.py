@@ -40,21 +40,6 @@ def problem_of(done: subprocess.CompletedProcess[str]) -> str | None:
     return done.stderr.removeprefix(PREFIX).rstrip("\n")
 
 
-@pytest.fixture
-def own_pid_file(tmp_path: Path) -> Path:
-    path = tmp_path / "haproxy.pid"
-    path.write_text(f"{os.getpid()}\n")
-    return path
-
-
-@pytest.fixture
-def hung() -> Iterator[str]:
-    """A listener nobody serves: the kernel completes the handshake and queues the request, as for
-    a haproxy stopped with SIGSTOP; yields HOST:PORT."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-
-
 @contextlib.contextmanager
 def serving(handle) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A one-off frontend: `handle(conn)` serves each connection; yields HOST:PORT."""

@@ -311,25 +311,10 @@ def listener() -> Iterator[str]:
 
 
 @pytest.fixture
-def hung() -> Iterator[str]:
-    """A listener nobody serves: the kernel completes the handshake and queues the request, as for
-    a haproxy stopped with SIGSTOP; yields HOST:PORT."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-
-
-@pytest.fixture
 def closed_port() -> str:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
     return f"127.0.0.1:{port}"
-
-
-@pytest.fixture
-def own_pid_file(tmp_path) -> Path:
-    path = tmp_path / "haproxy.pid"
-    path.write_text(f"{os.getpid()}\n")
-    return path
 
 
 def test_probe_passes_with_a_live_pid_and_an_open_port(own_pid_file, listener):
