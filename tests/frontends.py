@@ -27,11 +27,14 @@ def _serve(server: socket.socket, reply: bytes | None) -> None:
 
 
 @contextlib.contextmanager
-def answering(reply: bytes | None) -> Iterator[str]:
-    """A local frontend that answers every request with `reply`; yields HOST:PORT."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
+def answering(reply: bytes | None, host: str = "127.0.0.1") -> Iterator[str]:
+    """A local frontend on `host` that answers every request with `reply`; yields HOST:PORT
+    ([HOST]:PORT for IPv6)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, 0), family=family) as server:
         worker = threading.Thread(target=_serve, args=(server, reply), daemon=True)
         worker.start()
-        yield f"127.0.0.1:{server.getsockname()[1]}"
+        port = server.getsockname()[1]
+        yield f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         server.shutdown(socket.SHUT_RDWR)
     worker.join(5)

@@ -8,6 +8,11 @@ Feature: A hung haproxy is never handed the VIP and leaves the election
   (default: twice, a second apart) and puts the VM in FAULT, and the drain hands over to the next
   peer, never to the hung one.
 
+  The check is the job's bin/healthcheck, a bash script that runs anew every second and starts no
+  process: there is no long-lived checker whose death could leave a dead haproxy looking healthy.
+  A dead haproxy (kill -9) fails it the same way: its pid file names no live process. Either way
+  the check writes why into keepalived.log (keepalived itself discards a script's output).
+
   Connection preservation is on (grace 1 s): without it a request whose connection is being opened
   at the instant of the ARP switch-over can be reset (see rolling/).
 
@@ -30,3 +35,11 @@ Feature: A hung haproxy is never handed the VIP and leaves the election
     And a load client sends 200 requests a second to each VIP
     When vm0's haproxy hangs (SIGSTOP)
     Then within 8 s of the hang vm1 holds the VIP and answers the load client
+    And vm0's keepalived log says why its health check failed: "accepted the connection but did not answer"
+
+  Scenario: the master's haproxy dies: keepalived's health check fences it and a peer takes over
+    Given a running group of 2 VMs with advert_int 0.2 s
+    And a load client sends 200 requests a second to each VIP
+    When vm0's haproxy dies (kill -9)
+    Then within 8 s of the death vm1 holds the VIP and answers the load client
+    And vm0's keepalived log says why its health check failed: "no process of pid file"

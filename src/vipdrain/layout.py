@@ -69,6 +69,11 @@ class Layout:
         return self.root / "data" / self.job
 
     @property
+    def healthcheck_script(self) -> Path:
+        """keepalived's default health check, the job's `bin/healthcheck` (lifecycle/healthcheck)."""
+        return self.job_dir / "bin" / "healthcheck"
+
+    @property
     def keepalived_conf(self) -> Path:
         return self.data_dir / "keepalived.conf"
 

@@ -11,7 +11,10 @@ Exit 0 iff the pid file names a live process AND haproxy itself answers a reques
 A completed TCP handshake proves nothing: the kernel completes it for a listener whose process is
 stopped (`kill -STOP`) or hung, and every request through that VM would then time out.
 
-keepalived runs it every `interval` seconds, so it imports only the standard library.
+The drain and post-start run `check` in-process; keepalived runs the same check every `interval`
+seconds as the job's `bin/healthcheck` (lifecycle/healthcheck: bash builtins, no Python start per
+check), held to the same verdicts and messages by tests/unit/test_healthcheck_script.py. It imports
+only the standard library.
 `killall -0 haproxy` style checks are wrong here: in the lab every VM shares one PID namespace,
 and on a real VM haproxy stays alive during its soft-stop while its listeners are already closed.
 """

@@ -41,8 +41,9 @@ SYNTAX_CHARACTERS = {
 }
 #: Inside a double-quoted script string, single quotes group an argument with spaces.
 COMMAND_QUOTES = "'"
-#: The probe gets this share of the check's timeout; the rest covers python's start-up, so the
-#: probe reports a slow frontend itself instead of being killed by keepalived.
+#: The probe gets this share of the check's timeout; the rest covers the check's start-up and a
+#: busy VM's scheduling delays, so the probe reports a slow frontend itself instead of being
+#: killed by keepalived.
 PROBE_TIMEOUT_SHARE = 0.7
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
@@ -113,24 +114,21 @@ def holder_track_name(vip: Vip) -> str:
 
 
 def probe_command(cfg: JobConfig, layout: Layout) -> str:
-    """The default health check: `<python> -m vipdrain.probe ...` (or `<wrapper> probe ...`).
-
-    With `python -m vipdrain` as the vipdrain command the probe module runs directly (nothing
-    but the standard library is imported); a wrapper script (BOSH's bin/vipdrain) is called with
-    `probe` as its first argument.
-    """
-    words = _vipdrain_words(layout)
-    base = [*words[:-1], "vipdrain.probe"] if words[-2:] == ["-m", "vipdrain"] else [*words, "probe"]
+    """The default health check: the job's `bin/healthcheck` (lifecycle/healthcheck), vipdrain's
+    probe in bash builtins (keepalived runs it every interval; a Python start-up costs 60-90 ms of
+    CPU, the script a few ms). Its failure reason goes to keepalived.log, keepalived's own log."""
     timeout = cfg.healthcheck.timeout if cfg.healthcheck else 1.0
     return _command(
         [
-            *base,
+            str(layout.healthcheck_script),
             "--pid-file",
             cfg.haproxy.pid_file,
             "--tcp",
             cfg.haproxy.probe,
             "--timeout",
             _number(round(timeout * PROBE_TIMEOUT_SHARE, 2)),
+            "--log",
+            str(layout.keepalived_log),
         ]
     )
 

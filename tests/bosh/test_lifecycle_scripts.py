@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from bosh_harness import FakeVM
+
+from frontends import answering
 
 DRAIN_ARGS = ("job_changed", "hash_changed", "vipdrain", "keepalived")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (?P<step>[\w-]+)\[\d+\]: (?P<text>.*)$")
@@ -139,6 +142,24 @@ def test_wrapper_execs_vipdrain_with_the_root(vm: FakeVM) -> None:
     assert _calls(vm) == ["call status --json"]
     assert f"VIPDRAIN_ROOT={vm.root}" in vm.calls()[1]
     assert not vm.log()  # keepalived runs it every health check: it must not log
+
+
+def test_healthcheck_as_the_job_ships_it(vm: FakeVM) -> None:
+    """bin/healthcheck rendered by real ERB, run as keepalived.conf names it (no runtime, no
+    environment of its own): healthy for a live pid and an answering frontend, not for a hung one."""
+    pid_file = vm.root / "haproxy.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    log = vm.root / "keepalived.log"
+    with answering(b"HTTP/1.0 200 OK\r\n\r\n") as where:
+        done = vm.run("bin/healthcheck", "--pid-file", str(pid_file), "--tcp", f"http://{where}/health",
+                      "--timeout", "0.5", "--log", str(log), fakes_on_path=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        where = f"127.0.0.1:{hung.getsockname()[1]}"
+        done = vm.run("bin/healthcheck", "--pid-file", str(pid_file), "--tcp", where, "--timeout", "0.5",
+                      "--log", str(log), fakes_on_path=False)
+    assert done.returncode == 1
+    assert f"{where} accepted the connection but did not answer within 0.5 s" in log.read_text()
 
 
 # --- keepalived_ctl ---------------------------------------------------------------------------

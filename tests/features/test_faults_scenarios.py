@@ -108,13 +108,21 @@ def answered_again(traffic: Traffic, story: Story, healed_at: float) -> None:
     story.note(f"clients answered again {first - healed_at:.1f} s after the partition ended")
 
 
-@given(parsers.parse("{vm}'s haproxy hangs (SIGSTOP)"), target_fixture="hung_at")
-@when(parsers.parse("{vm}'s haproxy hangs (SIGSTOP)"), target_fixture="hung_at")
+@given(parsers.parse("{vm}'s haproxy hangs (SIGSTOP)"), target_fixture="fault_at")
+@when(parsers.parse("{vm}'s haproxy hangs (SIGSTOP)"), target_fixture="fault_at")
 def haproxy_hangs(lab: Lab, story: Story, vm: str) -> float:
     """SIGSTOP of haproxy's process group, by pid (`Faults.freeze`); the lab's teardown sends
     SIGCONT before it stops a process, so the stopped haproxy is never left behind."""
     assert lab.faults.freeze(vm, "haproxy"), f"{vm}'s haproxy was not running"
     story.note(f"{vm}'s haproxy stopped (SIGSTOP): its kernel still accepts connections")
+    return time.time()
+
+
+@when(parsers.parse("{vm}'s haproxy dies (kill -9)"), target_fixture="fault_at")
+def haproxy_dies(lab: Lab, story: Story, vm: str) -> float:
+    """SIGKILL of haproxy, by pid (`Faults.kill_haproxy`): its pid file still names the dead pid."""
+    assert lab.faults.kill_haproxy(vm), f"{vm}'s haproxy was not running"
+    story.note(f"{vm}'s haproxy killed (kill -9)")
     return time.time()
 
 
@@ -136,14 +144,24 @@ def never_went_to(lab: Lab, traffic: Traffic, vm: str) -> None:
             assert not held, f"{vip} was on {vm} ({'ARP' if by_arp else 'addresses'}): {held}"
 
 
-@then(parsers.parse("within {seconds:g} s of the hang {vm} holds the VIP and answers the load client"))
-def holds_and_answers_after_hang(lab: Lab, traffic: Traffic, story: Story, hung_at: float, seconds: float,
-                                 vm: str) -> None:
-    """keepalived's check (every second, `fall` 2, each up to 0.7 s) fails, the hung VM goes FAULT
+@then(parsers.parse("within {seconds:g} s of the {fault} {vm} holds the VIP and answers the load client"))
+def holds_and_answers_after_fault(lab: Lab, traffic: Traffic, story: Story, fault_at: float, seconds: float,
+                                  fault: str, vm: str) -> None:
+    """keepalived's check (every second, `fall` 2, each up to 0.7 s) fails, the VM goes FAULT
     and resigns; the deadline is generous for a busy machine."""
     for vip in lab.vips:
-        took = traffic.observer.wait_for(vip, {lab.vm(vm).name}, timeout=seconds, since=hung_at) - hung_at
-        story.note(f"{vip} on {vm} {took:.1f} s after the hang")
-        assert took <= seconds, f"{vip} reached {vm} {took:.1f} s after the hang"
-    first = traffic.wait_answered_after(hung_at, seconds)
-    assert first - hung_at <= seconds, f"clients answered again {first - hung_at:.1f} s after the hang"
+        took = traffic.observer.wait_for(vip, {lab.vm(vm).name}, timeout=seconds, since=fault_at) - fault_at
+        story.note(f"{vip} on {vm} {took:.1f} s after the {fault}")
+        assert took <= seconds, f"{vip} reached {vm} {took:.1f} s after the {fault}"
+    first = traffic.wait_answered_after(fault_at, seconds)
+    assert first - fault_at <= seconds, f"clients answered again {first - fault_at:.1f} s after the {fault}"
+
+
+@then(parsers.parse("{vm}'s keepalived log says why its health check failed: \"{text}\""))
+def healthcheck_failure_logged(lab: Lab, story: Story, vm: str, text: str) -> None:
+    """keepalived sends a script's output to /dev/null: the check appends its reason to
+    keepalived.log itself (lifecycle/healthcheck --log), next to keepalived's own verdict."""
+    log = lab.vm(vm).layout.keepalived_log.read_text()
+    lines = [line for line in log.splitlines() if ": vipdrain_healthcheck: " in line]
+    assert any(text in line for line in lines), f"no health check failure saying {text!r} in {vm}'s log: {lines}"
+    story.note(f"{vm}'s keepalived.log: {next(line for line in lines if text in line)}")

@@ -8,9 +8,10 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,46 @@ def vrrp_interface() -> str:
     return names[0]
 
 
+def install_healthcheck(root: Path) -> Layout:
+    """A VM layout under `root` whose scripts call this interpreter (`python -m vipdrain`), with
+    the job's `bin/healthcheck` installed as BOSH ships it: `keepalived -t` disables (and so
+    rejects) a track script that does not exist."""
+    from vipdrain.boshjob.generate import find_repo
+    from vipdrain.boshjob.scripts import render_script
+
+    layout = Layout(root=root, vipdrain_cmd=f"{shlex.quote(sys.executable)} -m vipdrain")
+    layout.healthcheck_script.parent.mkdir(parents=True, exist_ok=True)
+    layout.healthcheck_script.write_text(render_script(find_repo() / "lifecycle", "healthcheck"))
+    layout.healthcheck_script.chmod(0o755)
+    return layout
+
+
 @pytest.fixture
 def conf_layout(tmp_path: Path) -> Layout:
-    """A VM layout under tmp_path whose scripts call this interpreter (`python -m vipdrain`)."""
-    return Layout(root=tmp_path / "vcap", vipdrain_cmd=f"{shlex.quote(sys.executable)} -m vipdrain")
+    """A VM layout under tmp_path with the job's health check installed (`install_healthcheck`)."""
+    return install_healthcheck(tmp_path / "vcap")
+
+
+@pytest.fixture(scope="session")
+def shared_conf_layout(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    """`conf_layout` for tests that cannot take a function-scoped fixture (hypothesis)."""
+    return install_healthcheck(tmp_path_factory.mktemp("shared") / "vcap")
+
+
+# --- stand-in haproxy for the health-check tests (vipdrain.probe, lifecycle/healthcheck) --------
+
+
+@pytest.fixture
+def own_pid_file(tmp_path: Path) -> Path:
+    """haproxy's pid file naming a live process (this one)."""
+    path = tmp_path / "haproxy.pid"
+    path.write_text(f"{os.getpid()}\n")
+    return path
+
+
+@pytest.fixture
+def hung() -> Iterator[str]:
+    """A listener nobody serves: the kernel completes the handshake and queues the request, as for
+    a haproxy stopped with SIGSTOP; yields HOST:PORT."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"

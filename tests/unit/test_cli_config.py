@@ -76,10 +76,11 @@ def test_render_to_stdout(tmp_path, raw_config, capsys):
     assert f'file "{root}/sys/run/keepalived/hold.track"' in out
 
 
-def test_render_out_writes_a_checked_file(tmp_path, make_raw, vrrp_interface, keepalived_bin, capsys):
+def test_render_out_writes_a_checked_file(tmp_path, make_raw, vrrp_interface, keepalived_bin, conf_layout, capsys):
     doc = make_raw({"keepalived.interface": vrrp_interface})
     out = tmp_path / "data" / "keepalived.conf"
-    code = main(["render", "--config", str(write(tmp_path, doc)), "--root", str(tmp_path), "--out", str(out)])
+    # conf_layout's root has bin/healthcheck: keepalived -t rejects a track script that does not exist.
+    code = main(["render", "--config", str(write(tmp_path, doc)), "--root", str(conf_layout.root), "--out", str(out)])
     assert code == EXIT_OK, capsys.readouterr().err
     assert f"interface {vrrp_interface}" in out.read_text()
 

@@ -100,11 +100,11 @@ def test_block_keywords_cover_every_block_keepalived_opens_in_a_vrrp_instance():
 
 
 def test_keepalived_t_accepts_a_bare_block_keyword_that_swallows_the_closing_brace(
-        keepalived_bin, make_raw, parse, vrrp_interface):
+        keepalived_bin, make_raw, parse, vrrp_interface, conf_layout):
     """Why the check exists: with one VIP, a bare `virtual_routes` reads the instance's closing
     brace as the end of its own block, and the real `keepalived -t` still passes the file."""
     cfg = parse(make_raw({"keepalived.interface": vrrp_interface}))
-    text = render_keepalived_conf(cfg, LAYOUT)
+    text = render_keepalived_conf(cfg, conf_layout)
     closing = text.rindex("}")
     keepalived.check_config(text[:closing] + "    virtual_routes\n" + text[closing:])
 

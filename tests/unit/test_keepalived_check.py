@@ -206,14 +206,14 @@ def job_properties(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(props=job_properties(), bootstrap=st.booleans())
-def test_no_accepted_config_renders_a_file_keepalived_rejects(keepalived_bin, with_interface, props, bootstrap):
+def test_no_accepted_config_renders_a_file_keepalived_rejects(keepalived_bin, with_interface, shared_conf_layout,
+                                                               props, bootstrap):
     spec = {} if bootstrap else {"index": 1, "bootstrap": False, "id": "peer-1", "ip": "192.0.2.11"}
     try:
         cfg = parse_config(with_interface(props, spec=spec))
     except ConfigInvalid:
         assume(False)
-    layout = Layout(root=Path("/var/vcap"), vipdrain_cmd=f"{sys.executable} -m vipdrain")
-    keepalived.check_config(render_keepalived_conf(cfg, layout))
+    keepalived.check_config(render_keepalived_conf(cfg, shared_conf_layout))
 
 
 # --- command line and pid files ---------------------------------------------------------------
@@ -311,25 +311,10 @@ def listener() -> Iterator[str]:
 
 
 @pytest.fixture
-def hung() -> Iterator[str]:
-    """A listener nobody serves: the kernel completes the handshake and queues the request, as for
-    a haproxy stopped with SIGSTOP; yields HOST:PORT."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-
-
-@pytest.fixture
 def closed_port() -> str:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
     return f"127.0.0.1:{port}"
-
-
-@pytest.fixture
-def own_pid_file(tmp_path) -> Path:
-    path = tmp_path / "haproxy.pid"
-    path.write_text(f"{os.getpid()}\n")
-    return path
 
 
 def test_probe_passes_with_a_live_pid_and_an_open_port(own_pid_file, listener):

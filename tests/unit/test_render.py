@@ -89,9 +89,11 @@ def test_health_check_means_fault_and_runs_the_probe(parse, make_raw, conf_layou
     assert (script.words("interval"), script.words("timeout"), script.words("fall"), script.words("rise")) == (
         [["1"]], [["2"]], [["2"]], [["2"]])
     (command,) = script.words("script")
+    # The job's bash check (no Python per check), 0.7 of keepalived's timeout, failures logged
+    # to keepalived's own log.
     assert " ".join(command) == (
-        f'"{PYTHON} -m vipdrain.probe --pid-file /var/vcap/sys/run/bpm/haproxy/haproxy.pid --tcp 127.0.0.1:8080 '
-        '--timeout 1.4"')
+        f'"{conf_layout.job_dir}/bin/healthcheck --pid-file /var/vcap/sys/run/bpm/haproxy/haproxy.pid '
+        f'--tcp 127.0.0.1:8080 --timeout 1.4 --log {conf_layout.log_dir}/keepalived.log"')
 
 
 def test_custom_health_check_is_used_as_given(parse, make_raw, conf_layout, conf):
@@ -100,17 +102,19 @@ def test_custom_health_check_is_used_as_given(parse, make_raw, conf_layout, conf
     assert script.lines[0] == "script \"/bin/check 'a b' c\""
 
 
-def test_probe_through_a_wrapper_script(parse, make_raw, tmp_path):
+def test_probe_is_the_jobs_bash_check_whatever_runs_vipdrain(parse, make_raw, tmp_path):
     cfg = parse(make_raw())
     layout = Layout(root=tmp_path, vipdrain_cmd="/var/vcap/jobs/keepalived/bin/vipdrain")
-    assert probe_command(cfg, layout).startswith("/var/vcap/jobs/keepalived/bin/vipdrain probe --pid-file ")
+    assert probe_command(cfg, layout).startswith(f"{tmp_path}/jobs/keepalived/bin/healthcheck --pid-file ")
     assert notify_fifo_command(layout) == f"/var/vcap/jobs/keepalived/bin/vipdrain notify-fifo --root {tmp_path}"
 
 
 def test_paths_with_spaces_are_single_quoted(parse, make_raw, tmp_path):
     layout = Layout(root=tmp_path / "my root", vipdrain_cmd="'/opt/my venv/bin/python' -m vipdrain")
     assert notify_fifo_command(layout) == f"'/opt/my venv/bin/python' -m vipdrain notify-fifo --root '{layout.root}'"
-    assert probe_command(parse(make_raw()), layout).startswith("'/opt/my venv/bin/python' -m vipdrain.probe ")
+    command = probe_command(parse(make_raw()), layout)
+    assert command.startswith(f"'{layout.root}/jobs/keepalived/bin/healthcheck' ")
+    assert command.endswith(f" --log '{layout.root}/sys/log/keepalived/keepalived.log'")
 
 
 def test_empty_vipdrain_command_falls_back_to_this_python(parse, make_raw, tmp_path):

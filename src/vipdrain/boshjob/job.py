@@ -43,6 +43,8 @@ SCRIPTS: tuple[Script, ...] = (
     Script("post-deploy", "bin/post-deploy"),
     Script("keepalived_ctl", "bin/keepalived_ctl"),
     Script("vipdrain", "bin/vipdrain"),
+    # keepalived's default health check; must match `vipdrain.layout.Layout.healthcheck_script`.
+    Script("healthcheck", "bin/healthcheck"),
 )
 #: The monit file is not a template in the spec, but BOSH renders it with ERB all the same.
 MONIT_SOURCE = "monit"

@@ -170,8 +170,9 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "keepalived.healthcheck.command",
         "Command keepalived runs to decide whether this VM may hold the VIPs (exit 0 = healthy; "
         "a failing check puts the VM in FAULT, so it never holds a VIP it cannot serve). Runs as "
-        "root without a shell. Default (unset): vipdrain's probe - the haproxy pid file names a "
-        "live process and haproxy answers a request on vipdrain.haproxy.probe within the timeout.",
+        "root without a shell. Default (unset): the job's bin/healthcheck (vipdrain's probe in bash "
+        "builtins, a few ms of CPU) - the haproxy pid file names a live process and haproxy answers "
+        "a request on vipdrain.haproxy.probe within the timeout; why it failed goes to keepalived.log.",
         example="/var/vcap/jobs/haproxy/bin/healthy",
     ),
     _P(

@@ -96,12 +96,19 @@ class VM:
         return env
 
     def write_wrapper(self) -> None:
-        """Write `jobs/keepalived/bin/vipdrain`, the command keepalived's scripts run.
+        """Write `jobs/keepalived/bin/vipdrain`, the command keepalived's scripts run, and
+        `bin/healthcheck`, keepalived's default health check, as the BOSH job ships it.
 
         A wrapper, not the venv's python: keepalived (enable_script_security) resolves symlinks
         in a script's path, and a venv's `bin/python` resolved to the base interpreter no
         longer sees the venv's packages. `probe` goes straight to the import-light module.
         """
+        from vipdrain.boshjob.generate import find_repo
+        from vipdrain.boshjob.scripts import render_script
+
+        self.layout.healthcheck_script.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.layout.healthcheck_script, render_script(find_repo() / "lifecycle", "healthcheck"),
+                     mode=0o755)
         python = shlex.quote(sys.executable)
         self.wrapper.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.wrapper, "\n".join([
