@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from vipdrain import preserve
+from vipdrain.hold import read_hold
 from vipdrain.lab import netns
 from vipdrain.lab.client import ClientRun, Stream
 from vipdrain.lab.cluster import OBSERVER_OFFSET, VM, Lab
@@ -152,11 +153,15 @@ def test_a_crash_failover_arms_nothing_and_old_connections_are_reset_at_once(two
 
 
 def test_a_takeover_that_another_vm_won_leaves_no_arm(lab_factory: Callable[..., Lab]) -> None:
-    """Two VMs released at once, both outranking the master: each arms its takeover towards the
-    master, the better one preempts it, and the other takes its arm back when its undrain returns.
-    Left armed (the defect: for grace + 4 x advert_int + 1 s), it would black-hole the new
-    master's connections if that master crashed and this VM took over."""
-    lab = lab_factory(nodes=3, overrides=PRESERVING, advert_int=0.2)
+    """Two VMs released one after the other, both outranking the master: each arms its takeover
+    towards the master, the better one preempts it first, and the other takes its arm back when
+    its undrain returns. Left armed (the defect: for grace + 4 x advert_int + 1 s), it would
+    black-hole the new master's connections if that master crashed and this VM took over.
+
+    advert_int 1 s keeps the order certain: `second` starts once `best` has released its hold,
+    listens 1.7 s while the master still holds the VIP (`best` preempts 3 x advert_int + skew
+    after its release), and its own preemption would come 3.4 s after its release."""
+    lab = lab_factory(nodes=3, overrides=PRESERVING, advert_int=1.0)
     best, second, master = lab.vms  # preferred placement: priorities 200, 150, 100
     vip = lab.vips[0]
     lab.wait_converged()
@@ -164,13 +169,18 @@ def test_a_takeover_that_another_vm_won_leaves_no_arm(lab_factory: Callable[...,
         vm.vipdrain("drain")
     lab.wait_holder(vip, master.name)
     # The drains armed their takers (for the grace period): start from a table with no arm.
-    until(lambda: not any(vm.forwarding() for vm in lab.vms), GRACE + 3, interval=0.2,
+    until(lambda: not any(vm.forwarding() for vm in lab.vms), GRACE + 5, interval=0.2,
           what="the drains' arms to expire")
     with ThreadPoolExecutor(2) as pool:
-        undrains = [pool.submit(vm.vipdrain, "undrain") for vm in (best, second)]
-        results = [u.result() for u in undrains]
+        first = pool.submit(best.vipdrain, "undrain")
+        until(lambda: not read_hold(best.layout).active, 10, interval=0.02, what=f"{best.name} to release its hold")
+        assert lab.holders(vip) == [master.name]
+        then = pool.submit(second.vipdrain, "undrain")
+        results = [first.result(), then.result()]
     assert all(r.returncode == 0 for r in results), results
     assert "did not take" not in results[1].stderr, results[1].stderr  # it saw the better VM win
     lab.wait_holder(vip, best.name, timeout=10)
+    log = second.layout.vipdrain_log.read_text()
+    assert f"will take {vip} over by preemption" in log and f"{vip} was not taken over" in log, log[-2000:]
     assert second.forwarding() == {}, (second.forwarding(), {vm.name: vm.mac for vm in lab.vms})
     assert best.forwarding() == {vip: master.mac}  # the takeover that happened stays armed

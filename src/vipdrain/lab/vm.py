@@ -414,9 +414,13 @@ class VM:
         return status == 200 and body.strip() == self.name
 
     def established(self, port: int) -> int:
-        """TCP connections established to local `port` on this VM (haproxy's client side)."""
+        """Clients' TCP connections established to a VIP's `port` on this VM (haproxy's client
+        side). Only those to a VIP: the health check's connections to the probe address come and
+        go every interval and would make a stream look open before it is."""
         out = self.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"]).stdout
-        return len(out.splitlines())
+        ends = {f"[{vip}]:{port}" if ":" in vip else f"{vip}:{port}" for vip in self.lab.vips}
+        # Columns without a State one (filtered by state): Recv-Q Send-Q Local:Port Peer:Port.
+        return sum(1 for line in out.splitlines() if len(words := line.split()) >= 4 and words[2] in ends)
 
     def forwarding(self) -> dict[str, str]:
         """VIP -> MAC for every VIP whose old connections this VM sends back to another VM right
