@@ -8,7 +8,7 @@ import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from vipdrain import vrrp
@@ -194,37 +194,36 @@ def arm_ruleset(arms: Iterable[tuple[Vip, str]], numbers: Mapping[str, int], tim
     return "".join(line + "\n" for line in lines)
 
 
-def existing_elements(listing: str) -> dict[str, set[str]]:
-    """Set or map name -> the keys of its elements, written as `arm_ruleset` writes them, from
-    `nft -j list table netdev vipdrain_preserve`."""
-    found: dict[str, set[str]] = {}
+def _elements(listing: str) -> Iterator[tuple[str, str, str | None]]:
+    """(set or map name, key, value or None) of every element in `nft -j list table ...`, the
+    key written as `arm_ruleset` writes it."""
     for item in json.loads(listing).get("nftables", []):
         obj = item.get("set") or item.get("map")
         if not obj:
             continue
-        keys = found.setdefault(str(obj.get("name", "")), set())
+        name = str(obj.get("name", ""))
         for element in obj.get("elem", []):
-            key = element[0] if isinstance(element, list) else element  # a map's [key, value]
-            if isinstance(key, dict) and "elem" in key:  # with its timeout and expiry
+            key, value = (element[0], str(element[1])) if isinstance(element, list) else (element, None)
+            if isinstance(key, dict) and "elem" in key:  # {"elem": {"val": key, "timeout": ..., "expires": ...}}
                 key = key["elem"]["val"]
             if isinstance(key, dict) and "concat" in key:
                 key = " . ".join(str(part) for part in key["concat"])
-            keys.add(str(key))
+            yield name, str(key), value
+
+
+def existing_elements(listing: str) -> dict[str, set[str]]:
+    """Set or map name -> the keys of its elements, written as `arm_ruleset` writes them, from
+    `nft -j list table netdev vipdrain_preserve`."""
+    found: dict[str, set[str]] = {}
+    for name, key, _ in _elements(listing):
+        found.setdefault(name, set()).add(key)
     return found
 
 
 def parse_armed(listing: str) -> dict[str, str]:
     """VIP -> MAC its connections go back to, from `nft -j list table netdev vipdrain_preserve`:
     what this VM forwards right now (arms that expired are not listed)."""
-    found = {}
-    for item in json.loads(listing).get("nftables", []):
-        armed = item.get("map")
-        if not armed or not armed.get("name", "").startswith("armed"):
-            continue
-        for key, mac in armed.get("elem", []):
-            # A plain address, or {"elem": {"val": address, "timeout": ..., "expires": ...}}.
-            found[str(key["elem"]["val"] if isinstance(key, dict) else key)] = str(mac)
-    return found
+    return {key: value for name, key, value in _elements(listing) if name.startswith("armed") and value is not None}
 
 
 def run_command(argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
