@@ -147,6 +147,21 @@ def running(layout: Layout) -> bool:
     )
 
 
+def started_at(layout: Layout) -> float | None:
+    """Wall-clock time this job's running keepalived started, or None when it is not running.
+
+    The parent writes its pid file once, at start, before it forks the VRRP child that reports
+    states (keepalived's core/main.c, `pidfile_write(&main_pidfile)`; a reload does not rewrite
+    it). A state recorded before this time was reported by an earlier keepalived.
+    """
+    if not running(layout):
+        return None
+    try:
+        return layout.pid_file.stat().st_mtime
+    except OSError:
+        return None
+
+
 def process_states(layout: Layout) -> dict[str, str | None]:
     """/proc state letter of this job's keepalived parent and VRRP child ("parent", "vrrp"), None
     for one not running: `running` in detail (a stopped keepalived, state T, is running but silent)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from vipdrain import preserve
 from vipdrain.errors import RuntimeFailure
 from vipdrain.hold import REASONS, Hold, Reason, read_hold, set_hold
-from vipdrain.keepalived import clear_stale_pid_files, write_checked_config
+from vipdrain.keepalived import clear_stale_pid_files, started_at, write_checked_config
 from vipdrain.keepalived import running as keepalived_running
 from vipdrain.layout import Layout
 from vipdrain.model import JobConfig
@@ -98,18 +98,28 @@ class Readiness:
 
 
 def readiness(cfg: JobConfig, layout: Layout, haproxy_ok: Callable[[], str | None],
-              keepalived_alive: Callable[[Layout], bool] = keepalived_running) -> Readiness:
-    """Is haproxy answering, keepalived running, and every VRRP instance out of FAULT here?"""
+              keepalived_since: Callable[[Layout], float | None] = started_at) -> Readiness:
+    """Is haproxy answering, keepalived running, and every VRRP instance out of FAULT here, as
+    reported by the keepalived running now?
+
+    `keepalived_since` gives the wall time the running keepalived started (None: not running).
+    The state file outlives keepalived: right after a restart it still holds the old process's
+    last state (BACKUP) while the new one starts in FAULT (`init_fail`) until its health check
+    passes, and a VM released then is not yet a candidate for the VIP.
+    """
     reasons = []
     problem = haproxy_ok()
     if problem:
         reasons.append(f"haproxy: {problem}")
-    if not keepalived_alive(layout):
+    since = keepalived_since(layout)
+    if since is None:
         reasons.append(f"keepalived is not running (pid file {layout.pid_file})")
     for vip in cfg.vips:
         t = read_state(layout, vip.name)
-        if t is None or t.state not in ("BACKUP", "MASTER"):
-            reasons.append(f"{vip.name} is {t.state if t else 'not reported yet'} (want BACKUP or MASTER)")
+        if t is None or (since is not None and t.time < since):
+            reasons.append(f"{vip.name} is not reported yet by the running keepalived (want BACKUP or MASTER)")
+        elif t.state not in ("BACKUP", "MASTER"):
+            reasons.append(f"{vip.name} is {t.state} (want BACKUP or MASTER)")
     return Readiness(tuple(reasons))
 
 
@@ -135,7 +145,7 @@ def post_start(
     haproxy_ok: Callable[[], str | None],
     timeout: float,
     sleep: Callable[[float], None] | None = None,
-    keepalived_alive: Callable[[Layout], bool] = keepalived_running,
+    keepalived_since: Callable[[Layout], float | None] = started_at,
     clock: Callable[[], float] = time.monotonic,
 ) -> Started:
     """Wait until the VM can serve, then release the joining hold. Returns the seconds waited
@@ -145,7 +155,7 @@ def post_start(
     deploy fails with the reasons.
     """
     started = clock()
-    waited = wait_until(lambda: readiness(cfg, layout, haproxy_ok, keepalived_alive), done=lambda r: r.ready,
+    waited = wait_until(lambda: readiness(cfg, layout, haproxy_ok, keepalived_since), done=lambda r: r.ready,
                         budget=timeout, step=0.2, clock=clock, sleep=sleep or time.sleep)
     if not waited.ok:
         raise RuntimeFailure(

@@ -58,10 +58,11 @@ def test_post_start_keeps_the_hold_until_haproxy_and_keepalived_are_ready(layout
     clock = FakeClock()
     with pytest.raises(RuntimeFailure) as failed:
         post_start(cfg, layout, lambda: "connection refused", timeout=5.0, sleep=clock.sleep,
-                   keepalived_alive=lambda _: False, clock=clock)
+                   keepalived_since=lambda _: None, clock=clock)
     message = str(failed.value)
     assert "not ready after 5 s, keeping this VM held" in message
-    for reason in ("haproxy: connection refused", "keepalived is not running", "vip_2 is not reported yet"):
+    for reason in ("haproxy: connection refused", "keepalived is not running",
+                   "vip_2 is not reported yet by the running keepalived"):
         assert reason in message
     assert read_hold(layout).reasons == ["joining"]
 
@@ -73,8 +74,23 @@ def test_post_start_releases_the_hold_once_ready(layout):
     answers = iter(["connection refused", None])
     record_transition(layout, "INSTANCE", "vip_1", "BACKUP", 100)
     started = post_start(cfg, layout, lambda: next(answers), timeout=5.0, sleep=clock.sleep,
-                         keepalived_alive=lambda _: True, clock=clock)
+                         keepalived_since=lambda _: 0.0, clock=clock)
     assert started.waited == pytest.approx(0.2) and not read_hold(layout).active
+
+
+def test_post_start_ignores_the_state_an_earlier_keepalived_reported(layout):
+    """The state file outlives a restart: the old keepalived's BACKUP stays there while the new
+    one starts in FAULT (init_fail). Released on that stale BACKUP, the VM was reported ready
+    while it could not take the VIP (CI: a split brain that post-deploy then did not see)."""
+    cfg = job_config()
+    set_hold(layout, add=("joining",))
+    stale = record_transition(layout, "INSTANCE", "vip_1", "BACKUP", 100)
+    clock = FakeClock()
+    with pytest.raises(RuntimeFailure) as failed:
+        post_start(cfg, layout, lambda: None, timeout=2.0, sleep=clock.sleep,
+                   keepalived_since=lambda _: stale.time + 3.0, clock=clock)
+    assert "vip_1 is not reported yet by the running keepalived" in str(failed.value)
+    assert read_hold(layout).reasons == ["joining"]
 
 
 def test_post_start_waits_for_the_preemption_its_release_causes(layout):
