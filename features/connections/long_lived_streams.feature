@@ -78,7 +78,10 @@ Feature: Long-lived connections survive the VIP move
     # vm0 took the VIP from vm1 at the group's start, so an arm towards vm1 is still there when
     # the undrain arms again: nftables keeps an element's old timeout on `add`, and that arm ran
     # out moments after the take-back, resetting streams opened on vm1 just before it (2 of 3
-    # runs, found with tcpdump). The takeover now replaces what is there.
+    # runs, found with tcpdump). The takeover now replaces what is there. It also no longer keeps
+    # vm0's TIME_WAIT connections: a client that reused such a port for a stream on vm1 had that
+    # stream sent to vm0's TIME_WAIT socket after the take-back, and it timed out (CI; lab test
+    # test_a_client_port_reused_from_a_connection_that_ended_on_the_taker_stays_with_the_peer).
     Given the job property vipdrain.drain.preserve_connections is true
     And a running group of 2 VMs with advert_int 0.2 s
     And these long-lived connections are open through the VIP, each lasting 4 s:

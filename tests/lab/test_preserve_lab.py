@@ -5,7 +5,9 @@ long-lived streams through the VIP, then:
 - a drain of the holder with the drain notice -> the streams opened on the old VM finish there,
   short requests (one connection each) never fail and go to the new master, the old VM stays
   silent for ARP, and afterwards nothing is armed, the repeater is gone, and cleanup leaves no table;
-- a crash of the holder (no notice) -> nothing is armed and the old connections get a reset at once.
+- a crash of the holder (no notice) -> nothing is armed and the old connections get a reset at once;
+- a takeover that another VM won leaves no arm; a client port reused from a connection that ended
+  on the taker keeps its new connection on the peer.
 
 Everything goes through the job's own steps: the lab VMs' pre-start installs the table from
 `vipdrain.drain.preserve_connections`, and `vipdrain drain` sends the notices before its resign advert.
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -184,3 +188,77 @@ def test_a_takeover_that_another_vm_won_leaves_no_arm(lab_factory: Callable[...,
     assert f"will take {vip} over by preemption" in log and f"{vip} was not taken over" in log, log[-2000:]
     assert second.forwarding() == {}, (second.forwarding(), {vm.name: vm.mac for vm in lab.vms})
     assert best.forwarding() == {vip: master.mac}  # the takeover that happened stays armed
+
+
+#: A client port outside the ephemeral range, bound explicitly by both connections.
+REUSED_PORT = 23456
+
+
+def _bound_connection(vip: str) -> socket.socket:
+    """A connection to the VIP's port 80 from REUSED_PORT (called in the client's namespace)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("", REUSED_PORT))
+    sock.settimeout(2.0)
+    sock.connect((vip, 80))
+    return sock
+
+
+def flows_on(vm: VM, vip: ipaddress.IPv4Address) -> list[preserve.Flow]:
+    """The VM's connections to `vip`, TIME_WAIT included (its /proc/net/tcp, read in its namespace:
+    /proc/net follows the process, not a thread that entered the namespace)."""
+    return preserve.local_flows(vm.run(["cat", "/proc/net/tcp"]).stdout, [vip])
+
+
+def _ask(sock: socket.socket, vip: str) -> str:
+    """One HTTP/1.1 keep-alive GET on `sock`: the body (the name of the VM that answered)."""
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: {vip}\r\n\r\n".encode())
+    buf = b""
+
+    def more() -> None:
+        nonlocal buf
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed after {buf!r}")
+        buf += chunk
+
+    while b"\r\n\r\n" not in buf:
+        more()
+    head = buf.split(b"\r\n\r\n", 1)[0]
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(buf) < len(head) + 4 + length:
+        more()
+    return buf[len(head) + 4:].decode().strip()
+
+
+@pytest.mark.parametrize("two_vms", [{"advert_int": 0.2}], indirect=True)
+def test_a_client_port_reused_from_a_connection_that_ended_on_the_taker_stays_with_the_peer(two_vms: Lab) -> None:
+    """vm0 served a connection from port P and closed it first: its TIME_WAIT socket stays 60 s.
+    The client, with nothing left on P, opens a new connection from P to vm1 after a drain;
+    then vm0 undrains and takes the VIP back. That connection belongs to vm1 and must be sent
+    there. The defect (CI: a keep-alive stream timed out): the takeover arm marked vm0's
+    TIME_WAIT connections as its own, so the new connection's packets went to vm0's TIME_WAIT
+    socket, which answers them with bare ACKs, until the client gave up."""
+    lab = two_vms
+    old, new = lab.vms
+    vip = str(lab.vips[0])
+    client = lab.client_namespaces[0]
+    lab.wait_converged()
+    lab.wait_holder(vip, old.name)
+    with netns.call_in(client, _bound_connection, vip) as first:
+        first.sendall(f"GET / HTTP/1.0\r\nHost: {vip}\r\n\r\n".encode())
+        while first.recv(4096):  # haproxy answers and closes first: the TIME_WAIT is on vm0
+            pass
+    tuple_ = (ipaddress.ip_address(lab.client_ip(0)), REUSED_PORT, ipaddress.ip_address(vip), 80)
+    until(lambda: tuple_ in flows_on(old, tuple_[2]), 5, interval=0.05,
+          what=f"{old.name} to hold the first connection in TIME_WAIT")
+    old.vipdrain("drain")
+    lab.wait_holder(vip, new.name)
+    with netns.call_in(client, _bound_connection, vip) as second:
+        assert _ask(second, vip) == new.name
+        undrain = old.vipdrain("undrain")
+        assert undrain.returncode == 0, undrain.stderr
+        lab.wait_holder(vip, old.name)
+        assert tuple_ in flows_on(old, tuple_[2])  # still in TIME_WAIT there
+        assert old.forwarding() == {vip: new.mac}
+        assert [_ask(second, vip) for _ in range(3)] == [new.name] * 3

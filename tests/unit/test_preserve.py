@@ -284,6 +284,7 @@ def test_arm_takeover_arms_for_the_grace_period_plus_the_takeover_keeping_own_co
     assert argv[1:] == ["-f", "-"]
     assert stdin is not None and "armed4_0 { 192.0.2.100 timeout 35000ms" in stdin  # 30 s + 4 x 1 s + 1 s
     assert "local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 timeout 45000ms }" in stdin
+    assert "198.51.100.9" not in stdin  # the TIME_WAIT connection is over: its port may be reused
 
 
 @pytest.mark.parametrize("cfg", [make_cfg(preserve_connections=False), make_cfg(peers=())], ids=["off", "no-peers"])
@@ -329,6 +330,21 @@ def test_an_arm_already_there_is_replaced_not_left_on_its_old_clock() -> None:
         "delete element netdev vipdrain_preserve local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 }",
         "add element netdev vipdrain_preserve local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 timeout 16000ms }",
     ]
+
+
+def test_a_remembered_connection_that_ended_here_is_forgotten_when_the_vip_is_armed_again() -> None:
+    """A local element left from an earlier arm names a connection that is over here. The client
+    reused its port for a new connection to the peer (ports came round within 10 s at 200 req/s
+    in the lab); kept local, that connection's packets went to a TIME_WAIT socket here after the
+    take-back and its stream timed out (CI). Elements of VIPs not being armed stay."""
+    other = "198.51.100.8 . 40001 . 192.0.2.101 . 80"
+    existing = {**preserve.existing_elements(ARMED_LISTING),
+                "local4_0": {"198.51.100.7 . 40000 . 192.0.2.100 . 80", other}}
+    script = preserve.arm_ruleset([(vip(VIP4), PEER_MAC)], {"eth0": 0}, timeout=6.0, flows=[],
+                                  existing=existing).splitlines()
+    assert "delete element netdev vipdrain_preserve local4_0 { 198.51.100.7 . 40000 . 192.0.2.100 . 80 }" in script
+    assert not any("local4_0" in line and line.startswith("add") for line in script)
+    assert not any(other in line for line in script)
 
 
 def test_a_failed_arm_is_a_warning_naming_the_vip() -> None:

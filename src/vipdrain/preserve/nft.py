@@ -171,11 +171,17 @@ def arm_ruleset(arms: Iterable[tuple[Vip, str]], numbers: Mapping[str, int], tim
     keeps an element's old timeout on `add` (and refuses a new value for a map key), so an arm
     left from an earlier takeover would otherwise run out on its old clock, moments after this
     takeover, and reset the connections it was meant to keep.
+
+    Every other local element of an armed VIP goes: it names a connection that ended here
+    (remembered from an earlier arm). Clients reuse a port within seconds once the server closed
+    first, and the new connection - on the peer - would then be kept here, in a TIME_WAIT socket
+    that answers its packets with bare ACKs until the client times out (seen in CI).
     """
     arms = list(arms)
     existing = existing or {}
     interface_of = {vip.address: vip.interface for vip, _ in arms}
     lines = []
+    kept: set[tuple[str, str]] = set()
 
     def put(name: str, key: str, element: str) -> None:
         if key in existing.get(name, ()):
@@ -191,6 +197,15 @@ def arm_ruleset(arms: Iterable[tuple[Vip, str]], numbers: Mapping[str, int], tim
             n = numbers[interface_of[address]]
             key = f"{client} . {cport} . {address} . {vport}"
             put(f"local{address.version}_{n}", key, f"{key} timeout {_ms(timeout + LOCAL_FLOW_SLACK)}")
+            kept.add((f"local{address.version}_{n}", key))
+    armed_in: dict[str, set[str]] = {}
+    for vip, _ in arms:
+        armed_in.setdefault(f"local{vip.family}_{numbers[vip.interface]}", set()).add(str(vip.address))
+    for name, addresses in sorted(armed_in.items()):
+        for key in sorted(existing.get(name, ())):
+            # key: client . client port . VIP . port
+            if key.split(" . ")[2] in addresses and (name, key) not in kept:
+                lines.append(f"delete element {TABLE_FAMILY} {TABLE} {name} {{ {key} }}")
     return "".join(line + "\n" for line in lines)
 
 
@@ -301,8 +316,9 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
         return Armed()
     timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)
     # Connections this VM still has to the VIPs (served through a peer's forwarding since it
-    # last held them) come straight here after the takeover: they must not be sent away.
-    flows = own_flows([vip.address for vip, _ in arms], read=read)
+    # last held them) come straight here after the takeover: they must not be sent away. Not
+    # TIME_WAIT ones: those are over, and a client reusing the port has its new connection on the peer.
+    flows = own_flows([vip.address for vip, _ in arms], time_wait=False, read=read)
     # Twice at most: an element that runs out between the listing and the transaction fails its delete.
     for _ in range(2):
         listing = run(list_table_argv(), None)
