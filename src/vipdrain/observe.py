@@ -220,6 +220,12 @@ class LiveObserver:
             return f"resign adverts go to {to} by address" if self.cfg.unicast else \
                 f"resign adverts go to the group ({to} has no ARP)"
         interface = self.cfg.vips[0].interface
+        # The taker's haproxy has just answered the drain's probe: the kernel's neighbour entry for
+        # it is confirmed, and reading it saves the ARP round's listening time before the resign.
+        known = vrrp.confirmed_mac(interface, to)
+        if known is not None:
+            self._resign_to = (to, interface, known)
+            return f"resign adverts go to {to} ({known}, neighbour table) only"
         try:
             found = vrrp.arp_who_has(interface, to, self.cfg.instance.ip, RESIGN_ARP_TIMEOUT)
         except OSError as exc:

@@ -1,5 +1,5 @@
 """Interface addresses over rtnetlink: a one-shot dump, an event socket, and adding or removing
-one address (no `ip` subprocesses).
+one address; and the kernel's neighbour table (no `ip` subprocesses).
 
 Sockets are opened inside a namespace with `netns.call_in` and keep working from any thread.
 """
@@ -23,6 +23,8 @@ NETLINK_ROUTE = 0
 RTM_NEWADDR = 20
 RTM_DELADDR = 21
 RTM_GETADDR = 22
+RTM_NEWNEIGH = 28
+RTM_GETNEIGH = 30
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -34,10 +36,25 @@ RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+NDA_DST = 1
+NDA_LLADDR = 2
+NDA_CACHEINFO = 3
+#: Neighbour states (NUD_*, include/net/neighbour.h): NUD_VALID ones carry a usable address.
+NUD_REACHABLE = 0x02
+NUD_STALE = 0x04
+NUD_DELAY = 0x08
+NUD_PROBE = 0x10
+NUD_NOARP = 0x40
+NUD_PERMANENT = 0x80
+NUD_VALID = NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY
+#: struct nda_cacheinfo ages are in clock ticks (USER_HZ, 100 on Linux).
+_USER_HZ = 100
 LOOPBACK_INDEX = 1  # `lo` is always interface 1 in a fresh namespace
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFADDRMSG = struct.Struct("=BBBBI")
+_NDMSG = struct.Struct("=BxxxiHBB")
+_NDA_CACHEINFO = struct.Struct("=IIII")
 _RTATTR = struct.Struct("=HH")
 _NLMSGERR = struct.Struct("=i")
 
@@ -99,6 +116,66 @@ def _own_address(data: bytes, offset: int, end: int) -> bytes | None:
             found = data[offset + _RTATTR.size : offset + length]
         offset += _align(length)
     return found
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One entry of the kernel's neighbour table (ARP cache, IPv6 neighbour cache)."""
+
+    address: str
+    mac: str
+    ifindex: int
+    #: NUD_* bits (NUD_VALID: the address is usable).
+    state: int
+    #: Seconds since traffic with it was last confirmed (an answer came back), None if unknown.
+    confirmed_ago: float | None = None
+
+
+def parse_neighbours(data: bytes) -> Iterator[Neighbour | None]:
+    """Neighbour entries in a netlink datagram (entries without a link-layer address skipped);
+    yields None for NLMSG_DONE (end of a dump)."""
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            return
+        body = offset + _NLMSGHDR.size
+        if kind == NLMSG_DONE:
+            yield None
+        elif kind == RTM_NEWNEIGH:
+            _family, index, state, _flags, _type = _NDMSG.unpack_from(data, body)
+            attrs = _attributes(data, body + _NDMSG.size, offset + length)
+            if NDA_DST in attrs and len(attrs.get(NDA_LLADDR, b"")) == 6:
+                info = attrs.get(NDA_CACHEINFO, b"")
+                ago = _NDA_CACHEINFO.unpack(info)[0] / _USER_HZ if len(info) == _NDA_CACHEINFO.size else None
+                yield Neighbour(_text(attrs[NDA_DST]), ":".join(f"{b:02x}" for b in attrs[NDA_LLADDR]), index,
+                                state, ago)
+        offset += _align(length)
+
+
+def _attributes(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    found = {}
+    while offset + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size:
+            break
+        found[kind] = data[offset + _RTATTR.size : offset + length]
+        offset += _align(length)
+    return found
+
+
+def neighbours(family: int = socket.AF_INET) -> list[Neighbour]:
+    """The neighbour table of `family` in the calling thread's namespace (`ip neigh show`)."""
+    with _socket() as sock:
+        payload = _NDMSG.pack(family, 0, 0, 0, 0)
+        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(payload), RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+                  + payload)
+        found: list[Neighbour] = []
+        while True:
+            for entry in parse_neighbours(sock.recv(1 << 16)):
+                if entry is None:
+                    return found
+                found.append(entry)
 
 
 def _socket(groups: int = 0) -> socket.socket:

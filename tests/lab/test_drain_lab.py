@@ -66,6 +66,10 @@ def test_draining_the_master_hands_over_with_no_failed_request(lab: Lab, client,
     assert proc.stdout == ("2\n" if preserving else "0\n")
     observer.wait_for(vip, {"vm1"}, timeout=10, since=started)
     assert lab.holders(vip) == ["vm1"]  # the best peer (priority 150)
+    # The taker's MAC came from the kernel's neighbour entry the probe of its haproxy confirmed,
+    # not from an ARP round that listens 0.1 s before the resign.
+    resign = next((line for line in proc.stderr.splitlines() if "resign adverts go to" in line), proc.stderr)
+    assert f"resign adverts go to {lab.vms[1].ip} ({lab.vms[1].mac}, neighbour table) only" in resign, resign
     reported = handoff_seconds(proc.stderr)
     assert reported <= handoff_bound(lab), f"handoff {reported:.2f} s"
     assert wait_until(lambda: any(r.time > time.time() - 0.2 and r.vm == "vm1" for r in run.records()),

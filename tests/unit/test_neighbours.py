@@ -9,7 +9,7 @@ import time
 
 from fakes import job_config
 
-from vipdrain import vrrp
+from vipdrain import rtnl, vrrp
 from vipdrain.model import JobConfig, Vip
 from vipdrain.survey import Holder, Member, members_by_mac
 
@@ -96,3 +96,52 @@ def test_a_survey_names_holders_and_peers_by_vm_and_lists_the_silent_ones(tmp_pa
     assert survey.not_heard == ["haproxy/2 (192.0.2.12)", "haproxy/3 (192.0.2.13)"]
     assert survey.problems[0].startswith("keepalived is not running here")
     assert any(p.startswith("SPLIT BRAIN: vip_1") for p in survey.problems)
+
+
+# --- the kernel's neighbour table (the resign's taker MAC without an ARP round) ---------------
+
+
+def _neighbour_message(address: str, mac: str | None, ifindex: int, state: int, confirmed_ticks: int = 0) -> bytes:
+    """An RTM_NEWNEIGH message as the kernel sends it in a dump (struct ndmsg, then NDA_DST,
+    NDA_LLADDR and NDA_CACHEINFO attributes; include/uapi/linux/neighbour.h, net/core/neighbour.c
+    neigh_fill_info: the ages are clock ticks since confirmed, used, updated)."""
+
+    def attribute(kind: int, value: bytes) -> bytes:
+        data = struct.pack("=HH", 4 + len(value), kind) + value
+        return data + bytes(-len(data) % 4)
+
+    body = struct.pack("=BxxxiHBB", 2, ifindex, state, 0, 1) + attribute(1, ipaddress.ip_address(address).packed)
+    if mac is not None:
+        body += attribute(2, bytes.fromhex(mac.replace(":", "")))
+    body += attribute(3, struct.pack("=IIII", confirmed_ticks, 5, 5, 1))
+    return struct.pack("=IHHII", 16 + len(body), 28, 2, 1, 0) + body
+
+
+def test_neighbour_entries_are_read_from_a_dump_and_those_without_a_mac_skipped():
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)
+    data = (_neighbour_message("192.0.2.11", "02:00:00:00:00:0b", 4, 0x08, confirmed_ticks=25)
+            + _neighbour_message("192.0.2.12", None, 4, 0x20) + done)
+    assert list(rtnl.parse_neighbours(data)) == [
+        rtnl.Neighbour("192.0.2.11", "02:00:00:00:00:0b", 4, 0x08, 0.25), None]
+
+
+def test_only_a_recently_confirmed_or_fixed_entry_names_the_mac(monkeypatch):
+    """Confirmed just now: the drain's probe of that peer was answered through it (the state may
+    still read DELAY, seen in the lab). Confirmed long ago, or failed, it may be a VM recreated
+    with the same address and a new MAC: ask the link instead."""
+    monkeypatch.setattr("socket.if_nametoindex", lambda name: {"eth0": 4, "eth1": 5}[name])
+    table = [rtnl.Neighbour("192.0.2.11", "02:00:00:00:00:0b", 4, rtnl.NUD_STALE, 40.0),
+             rtnl.Neighbour("192.0.2.12", "02:00:00:00:00:0c", 4, rtnl.NUD_DELAY, 0.01),
+             rtnl.Neighbour("192.0.2.13", "02:00:00:00:00:0d", 5, rtnl.NUD_PERMANENT, 900.0),
+             rtnl.Neighbour("192.0.2.14", "02:00:00:00:00:0e", 4, 0x20, 0.01),  # FAILED
+             rtnl.Neighbour("192.0.2.15", "02:00:00:00:00:0f", 4, rtnl.NUD_REACHABLE, None)]
+
+    def mac(interface: str, address: str) -> str | None:
+        return vrrp.confirmed_mac(interface, ipaddress.ip_address(address), table=lambda _family: table)
+
+    assert mac("eth0", "192.0.2.11") is None
+    assert mac("eth0", "192.0.2.12") == "02:00:00:00:00:0c"
+    assert mac("eth0", "192.0.2.13") is None and mac("eth1", "192.0.2.13") == "02:00:00:00:00:0d"
+    assert mac("eth0", "192.0.2.14") is None
+    assert mac("eth0", "192.0.2.15") is None  # no age given: not trusted
+    assert mac("eth0", "192.0.2.99") is None

@@ -5,7 +5,8 @@ who holds an address.
   `pass_auth`, and what keepalived 2.2.7 puts on the wire.
 - `sockets`: raw sockets (Linux, root or CAP_NET_RAW); `AdvertListener`, `send_advert`,
   `send_advert_to_mac`, `local_mac`.
-- `neighbours`: `who_has` (ARP and IPv6 neighbour solicitation), `arp_who_has`.
+- `neighbours`: `who_has` (ARP and IPv6 neighbour solicitation), `arp_who_has`, `confirmed_mac`
+  (the kernel's neighbour table).
 
 The public names of all three are importable from `vipdrain.vrrp`.
 """
@@ -13,6 +14,7 @@ The public names of all three are importable from `vipdrain.vrrp`.
 from vipdrain.vrrp.neighbours import (
     arp_who_has,
     build_neighbour_solicitation,
+    confirmed_mac,
     parse_neighbour_advert,
     solicited_node,
     who_has,
@@ -58,6 +60,7 @@ __all__ = [
     "build_advert",
     "build_neighbour_solicitation",
     "build_packet",
+    "confirmed_mac",
     "local_mac",
     "parse_advert",
     "parse_neighbour_advert",

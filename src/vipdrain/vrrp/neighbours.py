@@ -1,5 +1,6 @@
 """Who holds an address on the link: ARP for IPv4 and IPv6 neighbour solicitation (`who_has`,
-`arp_who_has`); the MACs that answer name the holders (Linux, root or CAP_NET_RAW)."""
+`arp_who_has`); the MACs that answer name the holders (Linux, root or CAP_NET_RAW). And what the
+kernel already knows: `confirmed_mac`, from its neighbour table."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Callable
 
+from vipdrain import rtnl
 from vipdrain.model import IPAddress
 from vipdrain.vrrp.sockets import ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, mac_text
 from vipdrain.vrrp.wire import IPV6_HEADER, AddressLike, as_address
@@ -32,6 +35,36 @@ def arp_who_has(
         raise ValueError("ARP is IPv4 only")
     found = who_has(interface, [target], sender, timeout)
     return [(mac, target) for mac in found[target]]  # type: ignore[misc]
+
+
+#: How recently the neighbour entry must have been confirmed to be trusted without asking.
+CONFIRMED_WITHIN = 2.0
+
+
+def confirmed_mac(interface: str, target: IPAddress,
+                  table: Callable[[int], list[rtnl.Neighbour]] = rtnl.neighbours) -> str | None:
+    """The MAC the kernel's neighbour table has for `target` on `interface`, if traffic with it
+    was answered within CONFIRMED_WITHIN seconds (as the TCP exchange of a probe just was) or the
+    entry is fixed; else None, and asking the link is the way (`who_has`).
+
+    By confirmation time, not state: right after a probe through an entry that had gone stale
+    the state is DELAY (the kernel's timer turns it REACHABLE only later), though just confirmed.
+    A stale entry may name the old MAC of a VM recreated with the same address.
+    """
+    family = socket.AF_INET if target.version == 4 else socket.AF_INET6
+    try:
+        index = socket.if_nametoindex(interface)
+        entries = table(family)
+    except OSError:
+        return None
+    wanted = str(target)
+    for entry in entries:
+        if entry.ifindex != index or entry.address != wanted or not entry.state & rtnl.NUD_VALID:
+            continue
+        recent = entry.confirmed_ago is not None and entry.confirmed_ago <= CONFIRMED_WITHIN
+        if entry.state & rtnl.NUD_PERMANENT or recent:
+            return entry.mac
+    return None
 
 
 _ICMPV6 = 58
