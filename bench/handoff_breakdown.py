@@ -5,8 +5,9 @@
 
 A 2-VM lab (real keepalived + haproxy, a client at 200 req/s); the master is drained the BOSH
 way `repeats` times per advert_int. For each drain: seconds from the call (what the BOSH agent
-does) to the drain's first log line (interpreter start, imports, config), to the resign advert
-being sent, to the observer seeing the VIP on the peer, and to the drain returning. Writes
+does) to the drain's first log line (interpreter start, imports, config), to the taker being
+chosen (its haproxy probed), to the resign advert being sent (the taker's MAC learned first), to
+the observer seeing the VIP on the peer, and to the drain returning. Writes
 `<out>/handoff-breakdown.json` and prints medians [min-max]. Needs root.
 """
 
@@ -26,7 +27,9 @@ from strategies import StrategyDirector, monit_stop, peer_priority
 from vipdrain.lab.cluster import Lab
 from vipdrain.vrrp.timing import skew
 
-PHASES = ("first_log", "resign_sent", "peer_holds", "drain_returned")
+PHASES = ("first_log", "taker_chosen", "resign_sent", "peer_holds", "drain_returned")
+#: The log line that ends each phase the drain logs itself (the first line of the drain ends first_log).
+PHASE_LINES = {"taker_chosen": "takes over (", "resign_sent": "resign advert (priority 0)"}
 
 
 def log_time(line: str) -> float | None:
@@ -55,8 +58,9 @@ def measure(advert_int: float, repeats: int) -> list[dict[str, float | None]]:
                     t = log_time(line)
                     if t is not None:
                         stamps.setdefault("first_log", t)
-                        if "resign advert" in line:
-                            stamps.setdefault("resign_sent", t)
+                        for phase, text in PHASE_LINES.items():
+                            if text in line:
+                                stamps.setdefault(phase, t)
                 row: dict[str, float | None] = {k: round(v - t0, 4) for k, v in stamps.items()}
                 row["peer_holds"] = round(seen[0] - t0, 4) if seen else None
                 row["drain_returned"] = round(t1 - t0, 4)
