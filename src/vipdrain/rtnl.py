@@ -12,9 +12,9 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from vipdrain.model import IPAddress
@@ -51,6 +51,8 @@ NUD_VALID = NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | 
 _USER_HZ = 100
 LOOPBACK_INDEX = 1  # `lo` is always interface 1 in a fresh namespace
 
+T = TypeVar("T")
+
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _NDMSG = struct.Struct("=BxxxiHBB")
@@ -77,22 +79,27 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def parse(data: bytes) -> Iterator[AddrEvent | None]:
-    """Address events in a netlink datagram; yields None for NLMSG_DONE (end of a dump)."""
+def _messages(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(message type, offset of its body, offset of its end) of each netlink message in `data`."""
     offset = 0
     while offset + _NLMSGHDR.size <= len(data):
         length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
         if length < _NLMSGHDR.size:
             return
-        body = offset + _NLMSGHDR.size
+        yield kind, offset + _NLMSGHDR.size, offset + length
+        offset += _align(length)
+
+
+def parse(data: bytes) -> Iterator[AddrEvent | None]:
+    """Address events in a netlink datagram; yields None for NLMSG_DONE (end of a dump)."""
+    for kind, body, end in _messages(data):
         if kind == NLMSG_DONE:
             yield None
         elif kind in (RTM_NEWADDR, RTM_DELADDR):
             family, prefixlen, _f, _scope, index = _IFADDRMSG.unpack_from(data, body)
-            raw = _own_address(data, body + _IFADDRMSG.size, offset + length)
+            raw = _own_address(data, body + _IFADDRMSG.size, end)
             if raw is not None and family in (socket.AF_INET, socket.AF_INET6):
                 yield AddrEvent(kind == RTM_NEWADDR, _text(raw), prefixlen, index)
-        offset += _align(length)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -134,23 +141,17 @@ class Neighbour:
 def parse_neighbours(data: bytes) -> Iterator[Neighbour | None]:
     """Neighbour entries in a netlink datagram (entries without a link-layer address skipped);
     yields None for NLMSG_DONE (end of a dump)."""
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            return
-        body = offset + _NLMSGHDR.size
+    for kind, body, end in _messages(data):
         if kind == NLMSG_DONE:
             yield None
         elif kind == RTM_NEWNEIGH:
             _family, index, state, _flags, _type = _NDMSG.unpack_from(data, body)
-            attrs = _attributes(data, body + _NDMSG.size, offset + length)
+            attrs = _attributes(data, body + _NDMSG.size, end)
             if NDA_DST in attrs and len(attrs.get(NDA_LLADDR, b"")) == 6:
                 info = attrs.get(NDA_CACHEINFO, b"")
                 ago = _NDA_CACHEINFO.unpack(info)[0] / _USER_HZ if len(info) == _NDA_CACHEINFO.size else None
                 yield Neighbour(_text(attrs[NDA_DST]), ":".join(f"{b:02x}" for b in attrs[NDA_LLADDR]), index,
                                 state, ago)
-        offset += _align(length)
 
 
 def _attributes(data: bytes, offset: int, end: int) -> dict[int, bytes]:
@@ -166,16 +167,7 @@ def _attributes(data: bytes, offset: int, end: int) -> dict[int, bytes]:
 
 def neighbours(family: int = socket.AF_INET) -> list[Neighbour]:
     """The neighbour table of `family` in the calling thread's namespace (`ip neigh show`)."""
-    with _socket() as sock:
-        payload = _NDMSG.pack(family, 0, 0, 0, 0)
-        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(payload), RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-                  + payload)
-        found: list[Neighbour] = []
-        while True:
-            for entry in parse_neighbours(sock.recv(1 << 16)):
-                if entry is None:
-                    return found
-                found.append(entry)
+    return _dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0), parse_neighbours)
 
 
 def _socket(groups: int = 0) -> socket.socket:
@@ -185,21 +177,29 @@ def _socket(groups: int = 0) -> socket.socket:
     return sock
 
 
-def _request_dump(sock: socket.socket) -> None:
-    payload = struct.pack("=B3x", socket.AF_UNSPEC)
-    sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(payload), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + payload)
+#: RTM_GETADDR's request body: struct ifaddrmsg asking for every address family.
+_ALL_ADDRESSES = struct.pack("=B3x", socket.AF_UNSPEC)
+
+
+def _request_dump(sock: socket.socket, kind: int = RTM_GETADDR, payload: bytes = _ALL_ADDRESSES) -> None:
+    sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(payload), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + payload)
+
+
+def _dump(kind: int, payload: bytes, parser: Callable[[bytes], Iterator[T | None]]) -> list[T]:
+    """Everything a dump request of `kind` answers, parsed by `parser` (None ends the dump)."""
+    with _socket() as sock:
+        _request_dump(sock, kind, payload)
+        found: list[T] = []
+        while True:
+            for item in parser(sock.recv(1 << 16)):
+                if item is None:
+                    return found
+                found.append(item)
 
 
 def dump() -> list[AddrEvent]:
     """Every address on every interface of the calling thread's namespace."""
-    with _socket() as sock:
-        _request_dump(sock)
-        found: list[AddrEvent] = []
-        while True:
-            for event in parse(sock.recv(1 << 16)):
-                if event is None:
-                    return found
-                found.append(event)
+    return _dump(RTM_GETADDR, _ALL_ADDRESSES, parse)
 
 
 def _attribute(kind: int, value: bytes) -> bytes:
