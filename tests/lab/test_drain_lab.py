@@ -39,14 +39,29 @@ def handoff_bound(lab: Lab) -> float:
 PRESERVE = {"vipdrain": {"drain": {"preserve_connections": True, "preserve_grace": 2}}}
 
 
-def assert_no_lost_request(summary: Any, preserving: bool) -> None:
-    """0 failed requests. Without connection preservation, a connection whose packets straddle
-    the clients' ARP switch (SYN to the old VM, the rest to the new one) is reset by the new
-    master: rare (about one per three handoffs at 200 req/s), never a timeout or a refusal."""
+#: Resets one VIP move may cost without connection preservation (issue 15): the connections
+#: whose packets straddle the clients' ARP switch. About one per three moves at 200 req/s; 3 in
+#: one run of 3 moves was seen in CI, so the bound is per move, not per test.
+RESETS_PER_MOVE = 2
+#: How close to a change of the answering VM such a reset happens (the connection was open then).
+RESET_NEAR_MOVE = 1.0
+
+
+def assert_no_lost_request(run: Any, start: float, end: float, preserving: bool) -> None:
+    """0 failed requests between `start` and `end`. Without connection preservation, a connection
+    whose packets straddle the clients' ARP switch (SYN to the old VM, the rest to the new one) is
+    reset by the new master: allowed at a move of the VIP (when the answering VM changed), never
+    a timeout or a refusal, never away from a move."""
+    summary = run.summary(start, end)
     if preserving:
         assert summary.failures == 0, str(summary)
-    else:
-        assert set(summary.failed) <= {"reset"} and summary.failures <= 2, str(summary)
+        return
+    assert set(summary.failed) <= {"reset"}, str(summary)
+    moves = [t for t, _old, _new in summary.vm_changes]
+    failed = [r.time for r in run.records() if start <= r.time <= end and not r.ok]
+    away = [t for t in failed if not any(abs(t - m) <= RESET_NEAR_MOVE for m in moves)]
+    assert not away, f"{len(away)} reset(s) away from any move of the VIP; {summary}"
+    assert len(failed) <= RESETS_PER_MOVE * len(moves), str(summary)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +90,7 @@ def test_draining_the_master_hands_over_with_no_failed_request(lab: Lab, client,
     assert wait_until(lambda: any(r.time > time.time() - 0.2 and r.vm == "vm1" for r in run.records()),
                       budget=10, step=0.1)
     run.stop()
-    assert_no_lost_request(run.summary(started - 1, time.time()), preserving)
+    assert_no_lost_request(run, started - 1, time.time(), preserving)
     # Make-before-break: the old master keeps the VIP until the new one announced itself; a gap of
     # a millisecond or two between their netlink events is measurement, a real gap is ~1 s.
     gaps = [g.duration for g in observer.unowned(vip, started, time.time())]
@@ -107,7 +122,7 @@ def test_handoff_at_the_default_advert_interval(lab: Lab, client, observer) -> N
     assert proc.stdout == "0\n", proc.stderr
     without = handoff_seconds(proc.stderr)
     run.stop()
-    assert_no_lost_request(run.summary(t0 - 1, time.time()), preserving=False)
+    assert_no_lost_request(run, t0 - 1, time.time(), preserving=False)
     assert with_resign <= timing.handoff_bound(150, 1.0) + 0.7, f"with resign {with_resign:.2f} s"
     assert without <= handoff_bound(lab), f"without resign {without:.2f} s"
     print(f"handoff at advert_int 1 s: {with_resign:.2f} s with the resign advert, {without:.2f} s without")
@@ -191,7 +206,7 @@ def test_drain_killed_midway_then_called_again_recovers(lab: Lab, client, observ
     again, _ = drain(vm0, "job_check_status", "hash_unchanged")
     assert again.stdout == "0\n"
     run.stop()
-    assert_no_lost_request(run.summary(t0, time.time()), preserving=False)
+    assert_no_lost_request(run, t0, time.time(), preserving=False)
 
 
 def _log(vm: VM) -> str:
@@ -240,7 +255,7 @@ def test_manual_maintenance_and_undrain(lab: Lab, client, observer) -> None:
     assert "maintenance off" in lab.vms[0].vipdrain("undrain").stdout
     observer.wait_for(vip, {"vm0"}, timeout=15, since=t0 + 0.01)  # preferred: back to the bootstrap VM
     run.stop()
-    assert_no_lost_request(run.summary(t0, time.time()), preserving=False)
+    assert_no_lost_request(run, t0, time.time(), preserving=False)
 
 
 @pytest.mark.parametrize("lab", [{"nodes": 2}], indirect=True)
