@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import socket
 import sys
 import time
@@ -29,7 +28,7 @@ import pytest
 from vipdrain import preserve
 from vipdrain.hold import read_hold
 from vipdrain.lab import netns
-from vipdrain.lab.client import ClientRun, Stream
+from vipdrain.lab.client import CONTENT_LENGTH, ClientRun, Stream
 from vipdrain.lab.cluster import OBSERVER_OFFSET, VM, Lab
 from vipdrain.lab.wait import until
 from vipdrain.vrrp import arp_who_has
@@ -225,7 +224,7 @@ def _ask(sock: socket.socket, vip: str) -> str:
     while b"\r\n\r\n" not in buf:
         more()
     head = buf.split(b"\r\n\r\n", 1)[0]
-    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    length = int(CONTENT_LENGTH.search(head).group(1))  # type: ignore[union-attr]
     while len(buf) < len(head) + 4 + length:
         more()
     return buf[len(head) + 4:].decode().strip()

@@ -52,7 +52,7 @@ STREAM_TCP_PORT = 81
 #: Seconds a request slot may be overdue before it is skipped (see LoadClient._next_due).
 SKIP_AFTER = 0.1
 _ANSWER = re.compile(rb"^(vm\d+)\n?$")
-_CONTENT_LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
+CONTENT_LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ class LoadClient:
                     return False
                 buf += chunk
             head, buf = buf.split(b"\r\n\r\n", 1)
-            found = _CONTENT_LENGTH.search(head)
+            found = CONTENT_LENGTH.search(head)
             length = int(found.group(1)) if found else 0
             while len(buf) < length:
                 chunk = sock.recv(4096)
