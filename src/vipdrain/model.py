@@ -13,6 +13,7 @@ from typing import Literal
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Placement = Literal["preferred", "sticky"]
 NoPeerPolicy = Literal["proceed", "fail"]
+Forwarding = Literal["encapsulated", "layer2"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class DrainSettings:
     preserve_grace: float = 30.0
     #: UDP port of the drain notice the old master sends its peers (matched by nftables, no listener).
     preserve_port: int = 7112
+    #: How forwarded packets travel: inside a VXLAN tunnel (vipdrain.preserve.tunnel) or as frames.
+    preserve_forwarding: Forwarding = "encapsulated"
+    #: UDP port of that tunnel.
+    preserve_tunnel_port: int = 7113
 
 
 @dataclass(frozen=True)

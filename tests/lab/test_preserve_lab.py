@@ -7,7 +7,9 @@ long-lived streams through the VIP, then:
   silent for ARP, and afterwards nothing is armed, the repeater is gone, and cleanup leaves no table;
 - a crash of the holder (no notice) -> nothing is armed and the old connections get a reset at once;
 - a takeover that another VM won leaves no arm; a client port reused from a connection that ended
-  on the taker keeps its new connection on the peer.
+  on the taker keeps its new connection on the peer;
+- on a switch that enforces anti-spoofing, the streams survive through the tunnel (the default)
+  and die with layer-2 forwarding.
 
 Everything goes through the job's own steps: the lab VMs' pre-start installs the table from
 `vipdrain.drain.preserve_connections`, and `vipdrain drain` sends the notices before its resign advert.
@@ -90,7 +92,7 @@ def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> Non
         assert drained.stdout == f"{int(GRACE)}\n", drained.stderr
         assert "drain notice for" in drained.stderr
         assert lab.holders(vip) == [new.name]
-        assert new.forwarding() == {vip: old.mac}
+        assert new.forwarding() == {vip: old.name}
         if ipaddress.ip_address(vip).version == 4:
             # The old VM keeps the VIP on lo but never answers ARP for it.
             observer_ip = f"192.0.2.{OBSERVER_OFFSET}"
@@ -131,6 +133,45 @@ def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> Non
     for vm in lab.vms:
         vm.run([sys.executable, "-m", "vipdrain.preserve", "cleanup", "--root", str(vm.root)])
         assert our_tables(vm) == []
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("encapsulated", True), ("layer2", False)])
+def test_on_a_switch_with_port_security_only_encapsulated_forwarding_keeps_the_streams(
+        lab_factory: Callable[..., Lab], mode: str, kept: bool) -> None:
+    """The lab switch drops what OpenStack port security drops (vipdrain.lab.portsec): a frame
+    whose source is not its port's own MAC and address or an allowed pair (the VIPs). Layer-2
+    forwarding sends the client's packets with the client's source address: dropped, and the
+    streams open on the old VM die. Through the tunnel the outer source is the new master's own
+    address: every stream finishes on the old VM, and no request fails."""
+    overrides = {"vipdrain": {"drain": {**PRESERVING["vipdrain"]["drain"], "preserve_forwarding": mode}}}
+    lab = lab_factory(nodes=2, advert_int=1.0, overrides=overrides, anti_spoofing=True)
+    old, new = lab.vms
+    vip = lab.vips[0]
+    assert lab.wait_converged() == {vip: old.name}
+    runs = [lab.client(rate=100, streams=2, stream_mode="tcp", stream_seconds=STREAM_SECONDS),
+            lab.client(rate=0, streams=2, stream_mode="keepalive", stream_seconds=STREAM_SECONDS)]
+    for run in runs:
+        run.start()
+    try:
+        until(lambda: old.established(81) >= 2 and old.established(80) >= 2, 10, interval=0.05,
+              what="the streams to be open on the old VM")
+        drain_started = time.time()
+        drained = old.vipdrain("drain", "job_changed", "hash_changed")
+        assert drained.stdout == f"{int(GRACE)}\n", drained.stderr
+        assert lab.holders(vip) == [new.name] and new.forwarding() == {vip: old.name}
+        until(lambda: all(len(before(r.streams(), drain_started)) >= 2 for r in runs),
+              STREAM_SECONDS + 10, interval=0.2, what="the streams opened before the drain to end")
+    finally:
+        for run in runs:
+            run.stop()
+        preserve.end_handoff(old.layout)
+    early = [s for run in runs for s in before(run.streams(), drain_started)]
+    if kept:
+        assert all((s.outcome, s.vm) == ("finished", old.name) for s in early), early
+        summary = runs[0].summary()
+        assert summary.failures == 0, str(summary)
+    else:
+        assert not any(s.outcome == "finished" for s in early), early
 
 
 @pytest.mark.parametrize("two_vms", [{"advert_int": 0.2}], indirect=True)
@@ -185,8 +226,8 @@ def test_a_takeover_that_another_vm_won_leaves_no_arm(lab_factory: Callable[...,
     lab.wait_holder(vip, best.name, timeout=10)
     log = second.layout.vipdrain_log.read_text()
     assert f"will take {vip} over by preemption" in log and f"{vip} was not taken over" in log, log[-2000:]
-    assert second.forwarding() == {}, (second.forwarding(), {vm.name: vm.mac for vm in lab.vms})
-    assert best.forwarding() == {vip: master.mac}  # the takeover that happened stays armed
+    assert second.forwarding() == {}, second.forwarding()
+    assert best.forwarding() == {vip: master.name}  # the takeover that happened stays armed
 
 
 #: A client port outside the ephemeral range, bound explicitly by both connections.
@@ -259,5 +300,5 @@ def test_a_client_port_reused_from_a_connection_that_ended_on_the_taker_stays_wi
         assert undrain.returncode == 0, undrain.stderr
         lab.wait_holder(vip, old.name)
         assert tuple_ in flows_on(old, tuple_[2])  # still in TIME_WAIT there
-        assert old.forwarding() == {vip: new.mac}
+        assert old.forwarding() == {vip: new.name}
         assert [_ask(second, vip) for _ in range(3)] == [new.name] * 3

@@ -33,7 +33,8 @@ def vip(address: IPAddress, vrid: int = 1, interface: str = "eth0") -> Vip:
 
 def make_cfg(vips: Sequence[Vip] = (vip(VIP4),), peers: Sequence[str] = ("192.0.2.11", "192.0.2.12"),
              **drain: object) -> JobConfig:
-    settings = {"preserve_connections": True, "preserve_grace": 30.0, **drain}
+    # Layer 2 unless a test says otherwise: the encapsulated tests below name it.
+    settings = {"preserve_connections": True, "preserve_grace": 30.0, "preserve_forwarding": "layer2", **drain}
     return job_config(vips, peers, drain=DrainSettings(timeout=30.0, **settings))  # type: ignore[arg-type]
 
 
@@ -133,10 +134,22 @@ class FakeRunner:
         return subprocess.CompletedProcess(list(argv), self.returncode, self.stdout, self.stderr)
 
 
+def installed(cfg: JobConfig, run: FakeRunner, **options: object) -> list[str]:
+    """`preserve.install` with every program present and rp_filter not touched, unless `options` say otherwise."""
+    settings = {"mac_of": lambda _dev: MAC, "which": lambda name: f"/usr/sbin/{name}", "rp_filter": lambda: None,
+                **options}
+    return preserve.install(cfg, run=run, **settings)  # type: ignore[arg-type]
+
+
+REMOVALS = [["delete", "table", "netdev", "vipdrain_preserve"], ["link", "delete", "vipdrain-tun"]]
+
+
 def test_install_applies_the_ruleset_in_one_nft_call() -> None:
     run = FakeRunner()
-    assert preserve.install(make_cfg(), run=run, mac_of=lambda _dev: MAC) == []
-    [(argv, stdin)] = run.calls
+    assert installed(make_cfg(), run) == []
+    # Whatever an earlier version left goes first (the table, then a tunnel of the other mode).
+    assert [argv[1:] for argv, _ in run.calls[:2]] == REMOVALS
+    [(argv, stdin)] = run.calls[2:]
     assert argv[1:] == ["-f", "-"]
     assert stdin == ruleset(make_cfg())
 
@@ -144,20 +157,145 @@ def test_install_applies_the_ruleset_in_one_nft_call() -> None:
 @pytest.mark.parametrize("cfg", [make_cfg(preserve_connections=False), make_cfg(peers=())], ids=["off", "no-peers"])
 def test_install_removes_the_table_when_nothing_is_to_forward(cfg: JobConfig) -> None:
     run = FakeRunner(returncode=1, stderr="No such file or directory")
-    assert preserve.install(cfg, run=run, mac_of=lambda _dev: MAC) == []
-    assert [argv[1:] for argv, _ in run.calls] == [["delete", "table", "netdev", "vipdrain_preserve"]]
+    assert installed(cfg, run) == []
+    assert [argv[1:] for argv, _ in run.calls] == REMOVALS
 
 
 def test_install_problems_are_warnings_not_failures() -> None:
     failing = FakeRunner(returncode=1, stderr="Error: Could not process rule: No such file or directory")
-    [warning] = preserve.install(make_cfg(), run=failing, mac_of=lambda _dev: MAC)
+    [warning] = installed(make_cfg(), failing)
     assert "preservation is off" in warning and "Could not process rule" in warning
 
     def no_mac(dev: str) -> str:
         raise OSError(19, f"No such device: {dev}")
 
-    [warning] = preserve.install(make_cfg(), run=FakeRunner(), mac_of=no_mac)
+    [warning] = installed(make_cfg(), FakeRunner(), mac_of=no_mac)
     assert "No such device" in warning
+
+
+@pytest.mark.parametrize(("mode", "absent", "sentence"), [
+    ("encapsulated", {"bridge"}, "bridge is not installed (packages nftables, iproute2)"),
+    ("encapsulated", {"nft", "ip"}, "nft and ip are not installed"),
+    ("layer2", {"nft"}, "nft is not installed"),
+])
+def test_install_names_the_missing_programs_in_one_sentence(mode: str, absent: set[str], sentence: str) -> None:
+    run = FakeRunner()
+    [warning] = installed(make_cfg(preserve_forwarding=mode), run,
+                          which=lambda name: None if name in absent else f"/usr/sbin/{name}")
+    assert warning.startswith("connection preservation is off on this VM: ")
+    assert sentence in warning
+    assert not any(argv[1:] == ["-f", "-"] for argv, _ in run.calls)
+
+
+# --- encapsulated forwarding (the default) ------------------------------------------------------
+
+ENCAP = {"preserve_forwarding": "encapsulated", "preserve_tunnel_port": 7113}
+
+
+def test_a_tunnel_mac_is_the_same_on_every_vm_local_and_unicast() -> None:
+    mac = preserve.tunnel_mac(ipaddress.ip_address("192.0.2.11"))
+    assert mac == preserve.tunnel_mac(ipaddress.ip_address("192.0.2.11"))
+    assert mac.startswith("02:") and len(mac.split(":")) == 6
+    others = {preserve.tunnel_mac(ipaddress.ip_address(f"192.0.2.{i}")) for i in range(256)}
+    others |= {preserve.tunnel_mac(ipaddress.ip_address(f"2001:db8::{i:x}")) for i in range(256)}
+    assert len(others) == 512
+
+
+def test_encapsulated_notices_arm_towards_the_senders_tunnel_mac_and_frames_go_into_the_tunnel() -> None:
+    cfg = make_cfg(**ENCAP)
+    lines = [ln.strip() for ln in ruleset(cfg).splitlines()]
+    peer11, peer12 = (preserve.tunnel_mac(ipaddress.ip_address(p)) for p in ("192.0.2.11", "192.0.2.12"))
+    own = preserve.tunnel_mac(SELF)
+    # One notice rule per peer: the arm's value is that peer's tunnel MAC, a constant.
+    for address, mac in (("192.0.2.11", peer11), ("192.0.2.12", peer12)):
+        assert (f"udp dport 7112 ip saddr {address} ip ttl 255 @th,64,32 0x56445031 @th,96,32 0xc0000264 "
+                f"update @armed4_0 {{ 192.0.2.100 timeout 30000ms : {mac} }} "
+                f"update @fwdmacs_0 {{ {mac} timeout 30000ms }} drop") in lines
+    assert not any(ln.startswith("set peers") for ln in lines)
+    forward = ("ip daddr @armed4_0 tcp flags ! syn ip saddr . tcp sport . ip daddr . tcp dport != @local4_0 "
+               "ether saddr != @fwdmacs_0 ether daddr set ip daddr map @armed4_0 "
+               f'ether saddr set {own} fwd to "vipdrain-tun"')
+    # Frames arriving on the interface, and frames arriving through the tunnel (a second move in
+    # a row), go on into the tunnel; the SYN rule is on the interface only.
+    assert lines.count(forward) == 2
+    chains = ruleset(cfg).split("\tchain ")[1:]
+    assert [c.split(" ", 1)[0] for c in chains] == ["ingress_0", "tunnel"]
+    assert 'device "vipdrain-tun"' in chains[1] and "update @local" not in chains[1]
+
+
+def test_the_tunnel_is_created_from_nothing_towards_each_peer_without_learning() -> None:
+    tunnel = preserve.Tunnel.from_config(make_cfg(**ENCAP))
+    assert tunnel is not None and tunnel.local == SELF
+    assert [str(p) for p in tunnel.peers] == ["192.0.2.11", "192.0.2.12"]
+    commands = preserve.tunnel_commands(tunnel, ipv4_inside=True)
+    assert commands[0] == ["ip", "link", "add", "vipdrain-tun", "type", "vxlan", "id", "7112", "local", "192.0.2.10",
+                           "dstport", "7113", "nolearning"]
+    assert commands[1] == ["ip", "link", "set", "vipdrain-tun", "address", preserve.tunnel_mac(SELF),
+                           "addrgenmode", "none"]
+    assert ["ip", "address", "add", "192.0.0.8/32", "dev", "vipdrain-tun", "scope", "host", "noprefixroute"] in commands
+    fdb = ["bridge", "fdb", "append", preserve.tunnel_mac(PEER), "dev", "vipdrain-tun", "dst", "192.0.2.11"]
+    assert fdb in commands
+    assert commands[-1] == ["ip", "link", "set", "vipdrain-tun", "up"]
+    # IPv6 inside only: no IPv4 address on the device.
+    assert not any("192.0.0.8/32" in c for c in preserve.tunnel_commands(tunnel, ipv4_inside=False))
+    assert preserve.Tunnel.from_config(make_cfg()) is None  # layer 2
+
+
+def test_install_creates_the_tunnel_before_the_table_and_loosens_its_rp_filter() -> None:
+    run = FakeRunner()
+    loosened = []
+    cfg = make_cfg(**ENCAP)
+    assert installed(cfg, run, rp_filter=lambda: loosened.append(True)) == []
+    names = [argv[0].rsplit("/", 1)[-1] + " " + " ".join(argv[1:3]) for argv, _ in run.calls]
+    assert names[:2] == ["nft delete table", "ip link delete"]
+    assert names[2] == "ip link add" and names[-1] == "nft -f -"
+    assert loosened == [True]
+    tunnel = preserve.Tunnel.from_config(cfg)
+    assert tunnel is not None
+    assert [argv[1:] for argv, _ in run.calls[2:-1]] == [c[1:] for c in preserve.tunnel_commands(tunnel, True)]
+
+
+def test_a_kernel_without_vxlan_leaves_nothing_half_made_and_says_so() -> None:
+    @dataclass
+    class NoVxlan(FakeRunner):
+        def __call__(self, argv: Sequence[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+            self.calls.append((list(argv), stdin))
+            failed = "vxlan" in argv
+            return subprocess.CompletedProcess(list(argv), 2 if failed else 0, "",
+                                               "Error: Unknown device type." if failed else "")
+
+    run = NoVxlan()
+    [warning] = installed(make_cfg(**ENCAP), run)
+    assert "this kernel has no VXLAN support (module vxlan)" in warning
+    assert not any(argv[1:] == ["-f", "-"] for argv, _ in run.calls)
+    assert [argv[1:] for argv, _ in run.calls[-2:]] == REMOVALS
+
+
+def test_an_rp_filter_that_cannot_be_set_turns_preservation_off() -> None:
+    def refused() -> None:
+        raise PermissionError(13, "Permission denied")
+
+    run = FakeRunner()
+    [warning] = installed(make_cfg(**ENCAP), run, rp_filter=refused)
+    assert "rp_filter" in warning and "Permission denied" in warning
+    assert [argv[1:] for argv, _ in run.calls[-2:]] == REMOVALS
+
+
+def test_with_a_tunnel_status_names_the_vm_the_connections_go_to() -> None:
+    listing = ('{"nftables": [{"map": {"family": "netdev", "name": "armed4_0", "table": "vipdrain_preserve", '
+               '"type": "ipv4_addr", "map": "ether_addr", "elem": [["192.0.2.100", "'
+               + preserve.tunnel_mac(PEER) + '"]]}}]}')
+    assert preserve.forwarding_now(make_cfg(**ENCAP), run=FakeRunner(stdout=listing)) == {"192.0.2.100": "192.0.2.11"}
+
+
+def test_a_takeover_through_the_tunnel_arms_towards_the_masters_tunnel_mac() -> None:
+    cfg = make_cfg(**ENCAP)
+    tunnel = preserve.Tunnel.from_config(cfg)
+    arms = preserve.takeover_arms(cfg.vips, {(1, 4): advert(mac="")}, 254, 0.0, tunnel)
+    assert arms == [(cfg.vips[0], preserve.tunnel_mac(PEER))]
+    # A master the tunnel does not reach (not a configured peer) is not armed towards.
+    stranger = advert(source=ipaddress.ip_address("192.0.2.99"))
+    assert preserve.takeover_arms(cfg.vips, {(1, 4): stranger}, 254, 0.0, tunnel) == []
 
 
 # --- the takeover by preemption (post-start, undrain) -------------------------------------------

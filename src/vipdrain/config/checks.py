@@ -232,7 +232,20 @@ def _drain(props: Props) -> DrainSettings:
         preserve_connections=bool(props.get(f"{prefix}.preserve_connections")),
         preserve_grace=props.number(f"{prefix}.preserve_grace"),
         preserve_port=props.integer(f"{prefix}.preserve_port"),
+        preserve_forwarding="layer2" if props.choice(f"{prefix}.preserve_forwarding") == "layer2"
+        else "encapsulated",
+        preserve_tunnel_port=_tunnel_port(props),
     )
+
+
+def _tunnel_port(props: Props) -> int:
+    """The tunnel's UDP port, which must not be the drain notice's (nft consumes the notice port)."""
+    name = "vipdrain.drain.preserve_tunnel_port"
+    port = props.integer(name)
+    if port == props.integer("vipdrain.drain.preserve_port"):
+        props.reject(name, port, "must differ from vipdrain.drain.preserve_port (the drain notice's port)")
+        return int(BY_NAME[name].default)
+    return port
 
 
 def _haproxy(props: Props) -> HaproxySettings:

@@ -430,6 +430,25 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         limits=(1, 65535),
     ),
     _P(
+        "vipdrain.drain.preserve_forwarding",
+        "How a peer sends a draining VM's connections back to it (preserve_connections). "
+        "encapsulated: inside VXLAN (UDP preserve_tunnel_port) between the two VMs' own "
+        "addresses, which passes cloud anti-spoofing (OpenStack port security, vSphere forged "
+        "transmits); needs the vxlan kernel module and the ip and bridge programs (iproute2). "
+        "layer2: as ethernet frames carrying the client's source address, which anti-spoofing drops.",
+        default="encapsulated",
+        choices=("encapsulated", "layer2"),
+    ),
+    _P(
+        "vipdrain.drain.preserve_tunnel_port",
+        "UDP port (1..65535) of the VXLAN tunnel between peers (preserve_forwarding encapsulated); "
+        "the same on every VM, different from preserve_port. Security groups must pass it, and "
+        "its fragments, between the group's VMs.",
+        default=7113,
+        type="integer",
+        limits=(1, 65535),
+    ),
+    _P(
         "vipdrain.haproxy.pid_file",
         "Absolute path of the colocated haproxy's pid file (checked by the default health check).",
         default="/var/vcap/sys/run/bpm/haproxy/haproxy.pid",

@@ -47,6 +47,7 @@ from vipdrain.lab.plan import (
     deep_merge,
     vip_addresses,
 )
+from vipdrain.lab.portsec import Port, enforce
 from vipdrain.lab.proc import Proc, stop_all, sweep_namespace
 from vipdrain.lab.vm import VM
 from vipdrain.lab.vm import http_get as http_get  # re-exported: tests probe haproxy with it
@@ -88,7 +89,8 @@ class Lab:
 
     def __init__(self, prefix: str, *, nodes: int, advert_int: float = 1.0, vips: int = 1,
                  overrides: Mapping[str, Any] | None = None, ipv6: bool = False, clients: int = 1,
-                 base_dir: str | os.PathLike[str] | None = None, raw: Mapping[str, Any] | None = None):
+                 base_dir: str | os.PathLike[str] | None = None, raw: Mapping[str, Any] | None = None,
+                 anti_spoofing: bool = False):
         if not PREFIX_RE.match(prefix):
             raise RuntimeFailure(f"lab prefix {prefix!r} must match {PREFIX_RE.pattern}")
         if not 1 <= nodes <= MAX_NODES:
@@ -104,6 +106,8 @@ class Lab:
         self.vip_count = vips
         self.overrides: dict[str, Any] = dict(overrides or {})
         self.ipv6 = ipv6
+        #: The switch drops what a cloud's anti-spoofing drops (vipdrain.lab.portsec).
+        self.anti_spoofing = anti_spoofing
         self.switch_namespace = f"{prefix}-sw"
         self.client_namespaces = [f"{prefix}-c{j}" for j in range(clients)]
         #: Where the ARP observer probes from: ARP replies to a client would rewrite that client's
@@ -126,7 +130,7 @@ class Lab:
     def up(cls, nodes: int = 3, prefix: str | None = None, advert_int: float = 1.0, vips: int = 1,
            overrides: Mapping[str, Any] | None = None, ipv6: bool = False, *, clients: int = 1,
            base_dir: str | os.PathLike[str] | None = None, wait: bool = True, timeout: float | None = None,
-           old_job: bool = False) -> Lab:
+           old_job: bool = False, anti_spoofing: bool = False) -> Lab:
         """Create and start a lab; on any failure (or Ctrl-C) it is torn down before the error propagates.
 
         `overrides` deep-merge into every VM's job properties. With `wait`, returns once the
@@ -134,9 +138,10 @@ class Lab:
         With `old_job`, every VM runs haproxy-boshrelease's keepalived job instead (one VIP,
         VRID 1, keepalived's own timing whatever `advert_int` says; see `vipdrain.lab.oldjob`):
         the starting point of a migration. A deploy (`write_config`) puts vipdrain's job on a VM.
+        With `anti_spoofing`, the switch enforces port security as a cloud does (`vipdrain.lab.portsec`).
         """
         lab = cls(prefix or new_prefix(base_dir), nodes=nodes, advert_int=advert_int, vips=vips,
-                  overrides=overrides, ipv6=ipv6, clients=clients, base_dir=base_dir)
+                  overrides=overrides, ipv6=ipv6, clients=clients, base_dir=base_dir, anti_spoofing=anti_spoofing)
         lab._claim()  # outside the try: a prefix in use belongs to another run, never torn down here
         try:
             lab._create(old_job)
@@ -163,7 +168,8 @@ class Lab:
             raise RuntimeFailure(f"no lab {prefix!r}: {path} does not exist") from None
         return cls(prefix, nodes=len(raw["vms"]), advert_int=float(raw["advert_int"]), vips=int(raw["vip_count"]),
                    overrides=raw.get("overrides"), ipv6=bool(raw.get("ipv6")),
-                   clients=len(raw["client_namespaces"]), base_dir=base_dir, raw=raw)
+                   clients=len(raw["client_namespaces"]), base_dir=base_dir, raw=raw,
+                   anti_spoofing=bool(raw.get("anti_spoofing")))
 
     def __enter__(self) -> Lab:
         return self
@@ -218,7 +224,7 @@ class Lab:
         return {
             "version": 1, "prefix": self.prefix, "dir": str(self.dir), "created": self.created,
             "advert_int": self.advert_int, "vip_count": self.vip_count, "overrides": self.overrides,
-            "ipv6": self.ipv6, "switch_namespace": self.switch_namespace,
+            "ipv6": self.ipv6, "anti_spoofing": self.anti_spoofing, "switch_namespace": self.switch_namespace,
             "client_namespaces": self.client_namespaces, "vips": self.vips,
             "vms": [vm.to_json() for vm in self.vms],
             "procs": {k: p.to_json() for k, p in self.procs.items()},
@@ -295,8 +301,21 @@ class Lab:
             if ip6:
                 netns.ip("-n", ns, "addr", "add", f"{ip6}/{NET6.prefixlen}", "dev", "eth0", "nodad")
             netns.ip("-n", ns, "link", "set", "eth0", "up")
+        macs = {ns: json.loads(netns.ip("-n", ns, "-j", "link", "show", "eth0").stdout)[0]["address"]
+                for ns, *_ in hosts}
         for vm in self.vms:
-            vm.mac = json.loads(netns.ip("-n", vm.namespace, "-j", "link", "show", "eth0").stdout)[0]["address"]
+            vm.mac = macs[vm.namespace]
+            # Strict reverse-path filtering, as hardened stemcells set it (never kinder than a VM).
+            netns.set_sysctl(vm.namespace, "net/ipv4/conf/all/rp_filter", "1")
+        if self.anti_spoofing:
+            vm_namespaces = {vm.namespace for vm in self.vms}
+            ports = []
+            for ns, port, ip4, ip6 in hosts:
+                # The VMs' ports allow the VIPs as address pairs, as a cloud's VRRP set-up must.
+                pairs = self.vips if ns in vm_namespaces else []
+                ports.append(Port(port, macs[ns], ipv4=(ip4, *[v for v in pairs if ":" not in v]),
+                                  ipv6=(*([ip6] if ip6 else []), *[v for v in pairs if ":" in v])))
+            enforce(sw, ports)
         for ns in self.client_namespaces:
             # A client opens hundreds of connections a second: give it ports and reuse TIME_WAIT ones.
             netns.set_sysctl(ns, "net/ipv4/ip_local_port_range", "10000 65000")

@@ -423,12 +423,16 @@ class VM:
         return sum(1 for line in out.splitlines() if len(words := line.split()) >= 4 and words[2] in ends)
 
     def forwarding(self) -> dict[str, str]:
-        """VIP -> MAC for every VIP whose old connections this VM sends back to another VM right
-        now (vipdrain.preserve's arms); {} when nothing is armed or preservation is off here."""
+        """VIP -> name of the VM this VM sends the VIP's old connections back to right now
+        (vipdrain.preserve's arms, by that VM's MAC at layer 2 or its tunnel MAC; a MAC that is
+        no lab VM's stays as it is); {} when nothing is armed or preservation is off here."""
         from vipdrain import preserve
 
         listing = self.run(preserve.list_table_argv(), check=False)
-        return preserve.parse_armed(listing.stdout) if listing.returncode == 0 else {}
+        armed = preserve.parse_armed(listing.stdout) if listing.returncode == 0 else {}
+        names = {mac: vm.name for vm in self.lab.vms
+                 for mac in (vm.mac, preserve.tunnel_mac(ipaddress.ip_address(vm.ip)))}
+        return {vip: names.get(mac, mac) for vip, mac in armed.items()}
 
     def recorded_state(self, vip: str) -> str | None:
         """The VRRP state of `vip` the notify hook last recorded on this VM, if any."""

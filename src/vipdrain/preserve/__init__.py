@@ -94,6 +94,7 @@ from vipdrain.preserve.nft import (
     interface_numbers,
     list_table_argv,
     parse_armed,
+    program,
     remove_forwarder,
     run_command,
     takeover_arms,
@@ -109,9 +110,19 @@ from vipdrain.preserve.notice import (
     notice_targets,
     send_notices,
 )
+from vipdrain.preserve.tunnel import (
+    DUMMY_IPV4,
+    TUNNEL_DEVICE,
+    TUNNEL_VNI,
+    Tunnel,
+    tunnel_commands,
+    tunnel_mac,
+    tunnel_problems,
+)
 
 __all__ = [
     "ANNOUNCE_SLACK",
+    "DUMMY_IPV4",
     "FORWARD_MACS",
     "INGRESS_PRIORITY",
     "LOCAL_FLOWS_MAX",
@@ -123,11 +134,14 @@ __all__ = [
     "NOTICE_TTL",
     "TABLE",
     "TABLE_FAMILY",
+    "TUNNEL_DEVICE",
+    "TUNNEL_VNI",
     "Armed",
     "Flow",
     "Forwarder",
     "Runner",
     "Sender",
+    "Tunnel",
     "announce",
     "arm_ruleset",
     "arm_takeover",
@@ -152,6 +166,7 @@ __all__ = [
     "open_connections",
     "own_flows",
     "parse_armed",
+    "program",
     "read_proc_tcp",
     "remove_forwarder",
     "run_command",
@@ -159,4 +174,7 @@ __all__ = [
     "send_notices",
     "start_handoff",
     "takeover_arms",
+    "tunnel_commands",
+    "tunnel_mac",
+    "tunnel_problems",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,15 @@ from vipdrain.model import IPAddress, JobConfig, Vip
 from vipdrain.names import INTERFACE_NAME
 from vipdrain.preserve.flows import Flow, own_flows, read_proc_tcp
 from vipdrain.preserve.notice import MAGIC, NOTICE_TTL
+from vipdrain.preserve.tunnel import (
+    TUNNEL_DEVICE,
+    Tunnel,
+    loose_rp_filter,
+    remove_tunnel_argv,
+    tunnel_commands,
+    tunnel_mac,
+    tunnel_problems,
+)
 from vipdrain.verdicts import PeerAdvert
 from vipdrain.vrrp.timing import takeover_bound
 
@@ -68,6 +78,9 @@ class Forwarder:
     peers: tuple[IPAddress, ...]
     port: int
     grace: float
+    #: Where forwarded packets go: None at layer 2 (straight to the old master's MAC on the VIP's
+    #: interface), else into this tunnel (vipdrain.preserve.tunnel).
+    tunnel: Tunnel | None = None
 
     @classmethod
     def from_config(cls, cfg: JobConfig, macs: Mapping[str, str]) -> Forwarder:
@@ -80,6 +93,7 @@ class Forwarder:
             peers=tuple(p.address for p in cfg.peers),
             port=cfg.drain.preserve_port,
             grace=cfg.drain.preserve_grace,
+            tunnel=Tunnel.from_config(cfg),
         )
 
 
@@ -90,11 +104,19 @@ def forwarder_ruleset(fw: Forwarder) -> str:
     (the first line makes the delete succeed when there is none). Sets and maps are per
     interface (suffix `_<n>`): a VIP is armed only by a notice that came in on its own
     interface, so the MAC recorded is the old master's on the segment the packets go back to.
+
+    With a tunnel, the MAC recorded is the old master's tunnel MAC (a constant per peer, see
+    `tunnel_mac`), forwarded frames go into the tunnel device, and a chain on that device sends a
+    frame that arrives through it on again if this VM is armed itself (two moves in a row, as a
+    frame arriving on the interface would be at layer 2). Frames from a tunnel MAC this VM
+    forwards to are never forwarded again, for the same reason as at layer 2.
     """
+    tunnel = fw.tunnel
     peer_families = sorted({p.version for p in fw.peers})
+    forward_rules: list[str] = []
     lines = [f"table {TABLE_FAMILY} {TABLE} {{}}", f"delete table {TABLE_FAMILY} {TABLE}",
              f"table {TABLE_FAMILY} {TABLE} {{"]
-    for fam in peer_families:
+    for fam in [] if tunnel else peer_families:
         elements = ", ".join(str(p) for p in fw.peers if p.version == fam)
         lines.append(f"\tset peers{fam} {{ type ipv{fam}_addr; elements = {{ {elements} }}; }}")
     for n, (interface, (mac, vips)) in enumerate(fw.interfaces.items()):
@@ -113,13 +135,19 @@ def forwarder_ruleset(fw: Forwarder) -> str:
                          f"flags timeout; size {LOCAL_FLOWS_MAX}; }}")
         lines.append(f"\tchain ingress_{n} {{")
         lines.append(f'\t\ttype filter hook ingress device "{interface}" priority {INGRESS_PRIORITY}; policy accept;')
+        notice = f"udp dport {fw.port} {{sender}} {{ttl}} {NOTICE_TTL} @th,64,32 {_hex(MAGIC)} {{vip}} "
         for vip in vips:
-            for nf in peer_families:
+            this_vip = f"@th,96,{8 * len(vip.address.packed)} {_hex(vip.address.packed)}"
+            # (who may arm, its TTL field, what the VIP is armed towards)
+            senders = ([(f"{_ip_keyword(p.version)} saddr {p}", _ttl_keyword(p.version), tunnel_mac(p))
+                        for p in tunnel.peers] if tunnel else
+                       [(f"{_ip_keyword(nf)} saddr @peers{nf}", _ttl_keyword(nf), "ether saddr")
+                        for nf in peer_families])
+            for sender, ttl, arm_to in senders:
                 lines.append(
-                    f"\t\tudp dport {fw.port} {_ip_keyword(nf)} saddr @peers{nf} {_ttl_keyword(nf)} {NOTICE_TTL} "
-                    f"@th,64,32 {_hex(MAGIC)} @th,96,{8 * len(vip.address.packed)} {_hex(vip.address.packed)} "
-                    f"update @armed{vip.family}_{n} {{ {vip.address} timeout {_ms(fw.grace)} : ether saddr }} "
-                    f"update @{FORWARD_MACS}_{n} {{ ether saddr timeout {_ms(fw.grace)} }} drop"
+                    "\t\t" + notice.format(sender=sender, ttl=ttl, vip=this_vip)
+                    + f"update @armed{vip.family}_{n} {{ {vip.address} timeout {_ms(fw.grace)} : {arm_to} }} "
+                    f"update @{FORWARD_MACS}_{n} {{ {arm_to} timeout {_ms(fw.grace)} }} drop"
                 )
         for fam in families:
             ip = _ip_keyword(fam)
@@ -127,10 +155,18 @@ def forwarder_ruleset(fw: Forwarder) -> str:
             lines.append(f"\t\t{ip} daddr @armed{fam}_{n} tcp flags & (syn | ack) == syn "
                          f"update @local{fam}_{n} {{ {flow} timeout {_ms(fw.grace + LOCAL_FLOW_SLACK)} }}")
             # The map lookup comes first among the statements: no rewrite unless the VIP is armed.
-            lines.append(f"\t\t{ip} daddr @armed{fam}_{n} tcp flags ! syn {flow} != @local{fam}_{n} "
-                         f"ether saddr != @{FORWARD_MACS}_{n} "
-                         f"ether daddr set {ip} daddr map @armed{fam}_{n} ether saddr set {mac} "
-                         f'fwd to "{interface}"')
+            rule = (f"\t\t{ip} daddr @armed{fam}_{n} tcp flags ! syn {flow} != @local{fam}_{n} "
+                    f"ether saddr != @{FORWARD_MACS}_{n} "
+                    f"ether daddr set {ip} daddr map @armed{fam}_{n} ether saddr set {tunnel.mac if tunnel else mac} "
+                    f'fwd to "{TUNNEL_DEVICE if tunnel else interface}"')
+            lines.append(rule)
+            forward_rules.append(rule)
+        lines.append("\t}")
+    if tunnel and forward_rules:
+        lines.append("\tchain tunnel {")
+        lines.append(f'\t\ttype filter hook ingress device "{TUNNEL_DEVICE}" priority {INGRESS_PRIORITY}; '
+                     f"policy accept;")
+        lines.extend(forward_rules)
         lines.append("\t}")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -143,20 +179,25 @@ def interface_numbers(vips: Iterable[Vip]) -> dict[str, int]:
 
 
 def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
-                  fresh_since: float) -> list[tuple[Vip, str]]:
+                  fresh_since: float, tunnel: Tunnel | None = None) -> list[tuple[Vip, str]]:
     """The VIPs a peer holds that this VM will take by preemption once it advertises
-    `own_priority`, each with that peer's MAC (the one clients' packets go to now).
+    `own_priority`, each with the MAC its connections go back to: that peer's own (the one
+    clients' packets go to now) at layer 2, its tunnel MAC with a `tunnel`.
 
     A peer counts when its latest advert for the VIP (keyed by VRID and address family, as
-    `LiveObserver.latest`) arrived at or after `fresh_since`, came with a MAC, and is below
-    `own_priority` but above 0 (priority 0 resigns: it is leaving and arms us itself).
+    `LiveObserver.latest`) arrived at or after `fresh_since`, came with a MAC (at layer 2) or
+    from a peer the tunnel reaches, and is below `own_priority` but above 0 (priority 0
+    resigns: it is leaving and arms us itself).
     """
     arms = []
     for vip in vips:
         advert = latest.get((vip.virtual_router_id, vip.family))
-        if (advert is not None and advert.seen_at >= fresh_since and _MAC.match(advert.mac)
-                and 0 < advert.priority < own_priority):
+        if advert is None or advert.seen_at < fresh_since or not 0 < advert.priority < own_priority:
+            continue
+        if tunnel is None and _MAC.match(advert.mac):
             arms.append((vip, advert.mac))
+        elif tunnel is not None and advert.source in tunnel.peers:
+            arms.append((vip, tunnel_mac(advert.source)))
     return arms
 
 
@@ -250,15 +291,24 @@ def run_command(argv: Sequence[str], stdin: str | None = None) -> subprocess.Com
         return subprocess.CompletedProcess(list(argv), 127, "", str(exc))
 
 
+def program(name: str) -> str | None:
+    """Where `name` is installed: on PATH, or in the sbin directories a lifecycle script's PATH may lack."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def _nft() -> str:
-    return shutil.which("nft") or "/usr/sbin/nft"
+    return program("nft") or "/usr/sbin/nft"
 
 
-def install(cfg: JobConfig, run: Runner = run_command, mac_of: Callable[[str], str] = vrrp.local_mac) -> list[str]:
-    """pre-start: (re)create the standing table from `cfg`, or remove it when preservation is off.
+def install(cfg: JobConfig, run: Runner = run_command, mac_of: Callable[[str], str] = vrrp.local_mac,
+            which: Callable[[str], str | None] = program, rp_filter: Callable[[], None] = loose_rp_filter,
+            ) -> list[str]:
+    """pre-start: (re)create the standing table (and the tunnel device, when forwarding is
+    encapsulated) from `cfg`, or remove them when preservation is off.
 
     Logs what it did; returns warnings. Without the table this VM simply does not forward, as
-    without the feature, so a failure is a warning, not a failed deploy.
+    without the feature, so a failure is a warning naming what is missing, not a failed deploy;
+    whatever was half made is removed.
     """
     if not cfg.drain.preserve_connections:
         remove_forwarder(run)
@@ -269,23 +319,63 @@ def install(cfg: JobConfig, run: Runner = run_command, mac_of: Callable[[str], s
         return []
     try:
         macs = {vip.interface: mac_of(vip.interface) for vip in cfg.vips}
-        script = forwarder_ruleset(Forwarder.from_config(cfg, macs))
+        fw = Forwarder.from_config(cfg, macs)
+        script = forwarder_ruleset(fw)
     except (OSError, ValueError) as exc:
         return [f"connection preservation is off on this VM: {exc}"]
+    needed = ["nft", "ip", "bridge"] if fw.tunnel else ["nft"]
+    missing = [name for name in needed if which(name) is None]
+    if missing:
+        remove_forwarder(run)
+        return [f"connection preservation is off on this VM: {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed (packages nftables, iproute2)"]
+    # The table goes first: its chain on the tunnel device must not outlive the device.
+    remove_forwarder(run)
+    if fw.tunnel:
+        problem = _create_tunnel(fw.tunnel, any(v.family == 4 for v in cfg.vips), run, rp_filter)
+        if problem:
+            remove_forwarder(run)
+            return [f"connection preservation is off on this VM: {problem}"]
     done = run([_nft(), "-f", "-"], script)
     if done.returncode != 0:
+        remove_forwarder(run)
         return [f"connection preservation is off on this VM: nft -f failed: {done.stderr.strip()}"]
     log.info("connection preservation ready: nft table %s %s forwards the connections of a draining peer "
-             "for %g s (drain notices on UDP port %d)", TABLE_FAMILY, TABLE, cfg.drain.preserve_grace,
-             cfg.drain.preserve_port)
+             "for %g s (drain notices on UDP port %d; %s)", TABLE_FAMILY, TABLE, cfg.drain.preserve_grace,
+             cfg.drain.preserve_port,
+             f"encapsulated in VXLAN on UDP port {fw.tunnel.port}, device {TUNNEL_DEVICE}" if fw.tunnel
+             else "at layer 2")
     return []
 
 
+def _create_tunnel(tunnel: Tunnel, ipv4_inside: bool, run: Runner, rp_filter: Callable[[], None]) -> str | None:
+    """Create the tunnel device from nothing; a sentence saying what failed, or None."""
+    problems = tunnel_problems(tunnel)
+    if problems:
+        return "; ".join(problems)
+    for argv in tunnel_commands(tunnel, ipv4_inside):
+        done = run([program(argv[0]) or argv[0], *argv[1:]], None)
+        if done.returncode != 0:
+            error = done.stderr.strip()
+            if "Unknown device type" in error or "not supported" in error.lower():
+                error = "this kernel has no VXLAN support (module vxlan)"
+            return f"cannot create the tunnel device {TUNNEL_DEVICE}: `{' '.join(argv)}` failed: {error}"
+    try:
+        rp_filter()
+    except OSError as exc:
+        return f"cannot set rp_filter of {TUNNEL_DEVICE} to 2: {exc}"
+    return None
+
+
 def remove_forwarder(run: Runner = run_command) -> None:
-    """Delete the standing table if it exists (only ours: addressed by family and name)."""
+    """Delete the standing table and the tunnel device if they exist (only ours: addressed by name)."""
     done = run([_nft(), "delete", "table", TABLE_FAMILY, TABLE], None)
     if done.returncode == 0:
         log.info("removed nft table %s %s", TABLE_FAMILY, TABLE)
+    argv = remove_tunnel_argv()
+    done = run([program(argv[0]) or argv[0], *argv[1:]], None)
+    if done.returncode == 0:
+        log.info("removed the tunnel device %s", TUNNEL_DEVICE)
 
 
 @dataclass(frozen=True)
@@ -311,7 +401,7 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
     """
     if not cfg.drain.preserve_connections or not cfg.peers:
         return Armed()
-    arms = takeover_arms(cfg.vips, latest, own_priority, fresh_since)
+    arms = takeover_arms(cfg.vips, latest, own_priority, fresh_since, Tunnel.from_config(cfg))
     if not arms:
         return Armed()
     timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)
@@ -381,12 +471,16 @@ def list_table_argv() -> list[str]:
 
 
 def forwarding_now(cfg: JobConfig, run: Runner = run_command) -> dict[str, str]:
-    """VIP -> MAC for every VIP whose old connections this VM sends to another VM right now
-    (`vipdrain status`); {} when preservation is off or the table cannot be read."""
+    """VIP -> where its old connections go right now (`vipdrain status`): the old master's MAC
+    at layer 2, its address through the tunnel; {} when preservation is off or the table
+    cannot be read."""
     if not cfg.drain.preserve_connections:
         return {}
     listing = run(list_table_argv(), None)
     try:
-        return parse_armed(listing.stdout) if listing.returncode == 0 else {}
+        armed = parse_armed(listing.stdout) if listing.returncode == 0 else {}
     except (ValueError, KeyError, TypeError):  # not the listing this nft version was expected to give
         return {}
+    tunnel = Tunnel.from_config(cfg)
+    peer_of = {mac: str(peer) for peer, mac in tunnel.peer_macs().items()} if tunnel else {}
+    return {vip: peer_of.get(mac, mac) for vip, mac in armed.items()}
