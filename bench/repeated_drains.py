@@ -7,12 +7,21 @@ observer saw the VIP on the peer, and the client's failed requests in the drain'
 once without and once with connection preservation. Writes bench/results/repeated_drains.json.
 
     python bench/repeated_drains.py [--drains 20] [--advert-int 1]
+
+Issue 15's check (`--switches`): the same drains with connection preservation forwarding through
+the tunnel (`preserve_forwarding` encapsulated) and the default grace period, on a plain switch
+and on one that enforces anti-spoofing (vipdrain.lab.portsec), IPv4 and IPv6 (`--ipv6`), at
+`--rate` (one new connection per request). Every failed request of the whole run counts, not
+only those in a drain's window. Writes bench/results/repeated_drains_<rate>.json.
+
+    python bench/repeated_drains.py --switches --rate 1000 [--ipv6]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import statistics
@@ -28,12 +37,17 @@ OUT = Path(__file__).parent / "results" / "repeated_drains.json"
 PEER_PRIORITY = 150  # the drained VM's peer in a 2-VM sticky group has 150 or 125; skew of the better is used
 
 
-def run_round(drains: int, advert_int: float, preserve: bool, rate: float) -> dict[str, Any]:
-    props: dict[str, Any] = {"vipdrain": {"placement": "sticky",
-                                          "drain": {"preserve_connections": preserve, "preserve_grace": 1}}}
+def run_round(drains: int, advert_int: float, preserve: bool, rate: float, *, grace: float | None = 1,
+              ipv6: bool = False, anti_spoofing: bool = False) -> dict[str, Any]:
+    """`drains` drains, alternating between two sticky VMs; `grace` None: the property's default."""
+    drain: dict[str, Any] = {"preserve_connections": preserve}
+    if grace is not None:
+        drain["preserve_grace"] = grace
+    props: dict[str, Any] = {"vipdrain": {"placement": "sticky", "drain": drain}}
     rows = []
-    with Lab.up(nodes=2, advert_int=advert_int, overrides=props) as lab, lab.observe() as obs, \
-            lab.client(rate=rate) as client:
+    with Lab.up(nodes=2, advert_int=advert_int, overrides=props, ipv6=ipv6, anti_spoofing=anti_spoofing) as lab, \
+            lab.observe() as obs, lab.client(rate=rate) as client:
+        started = time.time()
         vip = lab.vips[0]
         assert wait_until(lambda: sum(r.ok for r in client.records()) >= rate, budget=15, step=0.1)
         for i in range(drains):
@@ -54,10 +68,18 @@ def run_round(drains: int, advert_int: float, preserve: bool, rate: float) -> di
             print(f"  drain {i + 1:2d} {holder}->{peer.name}: verified {reported:.2f} s, VIP seen on the peer "
                   f"{seen:.2f} s after the drain began; {s.total} requests, failed {dict(s.failed) or 0}",
                   flush=True)
+        ended = time.time()
+        whole = client.summary(started, ended)
+        skipped = client.skipped()
     reported = [r["reported_s"] for r in rows]
     failed = sum(sum(r["failed"].values()) for r in rows)
     return {
         "preserve_connections": preserve,
+        "ipv6": ipv6,
+        "anti_spoofing": anti_spoofing,
+        "grace": grace if grace is not None else "default",
+        "whole_run": {"requests": whole.total, "failed": dict(whole.failed),
+                      "achieved_rate": round(whole.total / (ended - started), 1), "skipped": skipped},
         "drains": rows,
         "reported_s": {"median": statistics.median(reported), "min": min(reported), "max": max(reported)},
         "requests": sum(r["requests"] for r in rows),
@@ -72,7 +94,12 @@ def main() -> int:
     p.add_argument("--drains", type=int, default=20)
     p.add_argument("--advert-int", type=float, default=1.0)
     p.add_argument("--rate", type=float, default=200.0)
+    p.add_argument("--switches", action="store_true",
+                   help="issue 15: preservation with default grace, plain and anti-spoofing switch")
+    p.add_argument("--ipv6", action="store_true", help="with --switches: the VIP is an IPv6 address")
     args = p.parse_args()
+    if args.switches:
+        return switches(args)
     rounds = []
     for preserve in (False, True):
         print(f"{args.drains} drains, advert_int {args.advert_int:g} s, preserve_connections {preserve}:", flush=True)
@@ -84,6 +111,29 @@ def main() -> int:
     OUT.write_text(json.dumps({"machine": {"python": platform.python_version(), "kernel": platform.release()},
                                "advert_int": args.advert_int, "rate": args.rate, "rounds": rounds}, indent=1) + "\n")
     print(f"wrote {OUT}")
+    return 0
+
+
+def switches(args: argparse.Namespace) -> int:
+    """Issue 15's rounds; a round meets the target when no request of the whole run failed."""
+    out = OUT.with_name(f"repeated_drains_{args.rate:g}{'_ipv6' if args.ipv6 else ''}.json")
+    rounds = []
+    for anti_spoofing in (False, True):
+        switch = "anti-spoofing switch" if anti_spoofing else "plain switch"
+        print(f"{args.drains} drains, {switch}, IPv{6 if args.ipv6 else 4}, {args.rate:g} req/s, "
+              "preserve_connections (encapsulated, default grace):", flush=True)
+        r = run_round(args.drains, args.advert_int, True, args.rate, grace=None, ipv6=args.ipv6,
+                      anti_spoofing=anti_spoofing)
+        r["met"] = not r["whole_run"]["failed"]
+        rounds.append(r)
+        w = r["whole_run"]
+        print(f"  -> {w['requests']} requests ({w['achieved_rate']:g} a second, {w['skipped']} slots skipped), "
+              f"failed {w['failed'] or 0}: 0 failed {'met' if r['met'] else 'not met'}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": {"python": platform.python_version(), "kernel": platform.release(),
+                                           "cpus": os.cpu_count()},
+                               "advert_int": args.advert_int, "rate": args.rate, "rounds": rounds}, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

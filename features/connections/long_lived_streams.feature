@@ -4,8 +4,9 @@ Feature: Long-lived connections survive the VIP move
   follow the new master's MAC, which has no socket for them and answers with a reset. With
   `vipdrain.drain.preserve_connections` the draining VM tells its peers before it hands over
   (a drain notice); for `preserve_grace` seconds the new master sends every packet that is not a
-  SYN and belongs to no connection of its own back to the old VM (layer 2, nftables, in the
-  kernel), and the drain returns the grace period to BOSH, which waits that long before it stops
+  SYN and belongs to no connection of its own back to the old VM (nftables, in the kernel; inside
+  a VXLAN tunnel between the two VMs' own addresses, so a cloud's anti-spoofing lets it pass),
+  and the drain returns the grace period to BOSH, which waits that long before it stops
   haproxy. Old connections finish where they started; new ones stay on the new master. A VM that
   takes a VIP back by preemption (placement `preferred`: after its update, or after `undrain`)
   arms itself the same way before it releases its hold.
@@ -18,8 +19,9 @@ Feature: Long-lived connections survive the VIP move
   Background:
     Given the job property vipdrain.drain.preserve_grace is 5
 
-  Scenario Outline: rolling deploy of <count> VMs with preservation on: every stream finishes where it started
+  Scenario Outline: rolling deploy of <count> VMs with preservation on (<switch>): every stream finishes where it started
     Given the job property vipdrain.drain.preserve_connections is true
+    And the switch <switch>
     And a running group of <count> VMs with advert_int 0.2 s
     And these long-lived connections are open through the VIP, each lasting 4 s:
       | kind            | count |
@@ -39,10 +41,14 @@ Feature: Long-lived connections survive the VIP move
     # With 3 VMs and the director watching vm0 for 2 s after its start, vm0 takes the VIP back
     # from vm1 by preemption before vm1's update: vm1 then drains holding no VIP but still serving
     # the streams vm0 forwards to it, and BOSH waits the grace period for them.
+    # On a switch that enforces anti-spoofing (OpenStack port security) the forwarded packets
+    # pass inside the tunnel; forwarded at layer 2 (preserve_forwarding layer2) they would carry
+    # the client's source address and be dropped (tests/lab/test_preserve_lab.py).
     Examples:
-      | count | watch |
-      | 2     | 0     |
-      | 3     | 2     |
+      | count | watch | switch                   |
+      | 2     | 0     | is a plain bridge        |
+      | 3     | 2     | is a plain bridge        |
+      | 2     | 0     | enforces anti-spoofing   |
 
   Scenario: the same deploy without preservation: the streams on vm0 break
     Given the job property vipdrain.drain.preserve_connections is false

@@ -87,6 +87,23 @@ def properties() -> dict[str, Any]:
 
 
 @pytest.fixture
+def switch() -> dict[str, Any]:
+    """How the lab's switch behaves (`Lab.up` options; Given steps set them)."""
+    return {}
+
+
+@given("the switch enforces anti-spoofing")
+def anti_spoofing_switch(switch: dict[str, Any]) -> None:
+    """Every port accepts only its VM's own MAC and addresses, or a VIP (vipdrain.lab.portsec)."""
+    switch["anti_spoofing"] = True
+
+
+@given("the switch is a plain bridge")
+def plain_switch(switch: dict[str, Any]) -> None:
+    switch["anti_spoofing"] = False
+
+
+@pytest.fixture
 def triggers() -> tuple[Trigger, ...]:
     """Faults and colocated jobs tied to lifecycle steps (Given steps add to them)."""
     return ()
@@ -172,9 +189,10 @@ def job_property(properties: dict[str, Any], path: str, value: str) -> dict[str,
 
 @given(parsers.re(r"a running group of (?P<count>\d+) VMs? with advert_int (?P<advert>[\d.]+) s"),
        target_fixture="lab", converters={"count": int, "advert": float})
-def running_group(start_lab: LabStarter, properties: dict[str, Any], count: int, advert: float) -> Lab:
+def running_group(start_lab: LabStarter, properties: dict[str, Any], switch: dict[str, Any], count: int,
+                  advert: float) -> Lab:
     """VMs started the BOSH way (pre-start, monit start, post-start), settled."""
-    return start_lab(nodes=count, advert_int=advert, overrides=properties)
+    return start_lab(nodes=count, advert_int=advert, overrides=properties, **switch)
 
 
 @given(parsers.re(r"a running group of (?P<count>\d+) VMs? with (?P<vips>\d+) VIPs "

@@ -158,3 +158,20 @@ def test_check_exits_2_naming_the_file(tmp_path, capsys, content):
     err = capsys.readouterr().err
     assert err.startswith("vipdrain: invalid configuration (1 problem(s)):") and str(path) in err
     assert "Traceback" not in err
+
+
+def test_the_tunnel_port_must_not_be_the_notice_port(make_raw, problems, parse):
+    name = "vipdrain.drain.preserve_tunnel_port"
+    found = problems(make_raw({name: 7112}))
+    assert len(found) == 1 and found[0].startswith(f"{name}: ") and "7112" in found[0], found
+    assert "must differ from vipdrain.drain.preserve_port (the drain notice's port)" in found[0]
+    cfg = parse(make_raw({"vipdrain.drain.preserve_port": 9000, name: 9001,
+                          "vipdrain.drain.preserve_forwarding": "layer2"}))
+    drain = cfg.drain
+    assert (drain.preserve_port, drain.preserve_tunnel_port, drain.preserve_forwarding) == (9000, 9001, "layer2")
+    assert parse(make_raw()).drain.preserve_forwarding == "encapsulated"
+
+
+def test_the_forwarding_mode_is_one_of_two(make_raw, problems):
+    found = problems(make_raw({"vipdrain.drain.preserve_forwarding": "gre"}))
+    assert len(found) == 1 and "must be one of encapsulated, layer2" in found[0], found

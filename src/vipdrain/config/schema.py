@@ -403,12 +403,12 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "vipdrain.drain.preserve_connections",
         "Keep connections open on the draining VM alive after the VIP moved: it keeps serving "
         "them from a silent copy of the VIP on lo while every peer, told by a notice it receives "
-        "before the handoff, forwards their packets back to it (nftables, layer 2) for "
-        "preserve_grace seconds; the BOSH drain then returns preserve_grace so haproxy is stopped "
-        "only after that. A VM that takes a VIP back by preemption (placement preferred) arms "
-        "itself the same way first. Needs nft on the VMs and a network that lets a VM forward "
-        "frames with a client's source address (no anti-spoofing port security). Also closes the "
-        "window in which a connection being opened at the moment of the handoff is reset.",
+        "before the handoff, forwards their packets back to it (nftables; how: "
+        "preserve_forwarding) for preserve_grace seconds; the BOSH drain then returns "
+        "preserve_grace so haproxy is stopped only after that. A VM that takes a VIP back by "
+        "preemption (placement preferred) arms itself the same way first. Needs nft on the VMs. "
+        "Also closes the window in which a connection being opened at the moment of the handoff "
+        "is reset.",
         default=False,
         type="boolean",
     ),

@@ -15,7 +15,10 @@ connections alive for a grace period:
   `preserve_grace` seconds and records the sender's MAC. While a VIP is armed, the VM
     * remembers every connection to it that starts here (a SYN without ACK) and
     * sends every other TCP packet for the VIP - one that is not a SYN and belongs to no
-      connection started here - straight back to the old master's MAC (`fwd`, layer 2),
+      connection started here - back to the old master (`fwd`): by default inside a VXLAN
+      tunnel between the two VMs' own addresses (`tunnel`; `preserve_forwarding: encapsulated`),
+      which passes a cloud's anti-spoofing, or as a frame straight to the old master's MAC
+      (`preserve_forwarding: layer2`), which carries the client's source address,
   so its own new connections stay local and the old ones reach the VM whose haproxy has them.
   Arms expire in the kernel: nothing to remove when the grace period ends, no process to leak.
 
@@ -26,10 +29,11 @@ Measured in the lab (2 VMs, 3 raw TCP streams, 50 req/s), arming the forwarding 
 takeover: all 3 old streams reset, and 3 connections the new master accepted in those 250 ms were
 then forwarded to the old master and reset too; 50 ms after: the streams survived, one short
 request did not. Here the notice travels before the resign advert that makes the peer take over
-(same sender, same link: wire order), so arming always precedes the takeover. Layer-2 `fwd` in
-the ingress hook also needs no `ip_forward`, no ICMP-redirect or rp_filter change, no policy
-routing table or moved `local` rule, and works the same for IPv6 VIPs (no global IPv6
-forwarding, which would purge RA-learned default routes).
+(same sender, same link: wire order), so arming always precedes the takeover. `fwd` in
+the ingress hook also needs no `ip_forward`, no ICMP-redirect change, no policy routing table or
+moved `local` rule, and works the same for IPv6 VIPs (no global IPv6 forwarding, which would
+purge RA-learned default routes); the one rp_filter change is on the tunnel device's own
+setting (see `tunnel`).
 
 A VIP also moves without a drain when a VM outranks the master (placement `preferred`: the
 bootstrap VM after its update or `undrain`). That master keeps serving and sends no notice, so
@@ -42,12 +46,13 @@ from a MAC this VM forwards to are never forwarded again: two VMs armed towards 
 
 A crash failover sends no notice: nothing is armed and clients get a reset at once, as before.
 Requirements: the `nft` binary (nftables) with netdev `fwd` (Linux >= 4.5; tested on 6.x), the
-old and new master on the same layer-2 segment as the VIP (as VRRP needs anyway), and a network
-that lets a VM send frames carrying a client's source address (no anti-spoofing port security).
+old and new master on the same layer-2 segment as the VIP (as VRRP needs anyway); encapsulated:
+the `vxlan` module and iproute2's `ip` and `bridge`; layer 2: a network that lets a VM send frames
+carrying a client's source address (no anti-spoofing port security).
 
 Modules: `notice` (the datagram and its sender), `nft` (the standing table, arming, `install`),
-`flows` (this VM's connections, from /proc), `keeper` (the drain's `start_handoff`/`end_handoff` and
-the repeater process).
+`tunnel` (the VXLAN device), `flows` (this VM's connections, from /proc), `keeper` (the drain's
+`start_handoff`/`end_handoff` and the repeater process).
 
 Entry points (run by vipdrain itself): `python -m vipdrain.preserve keep ...` (the repeater the
 drain spawns), `python -m vipdrain.preserve cleanup --root DIR` (stop the repeater, remove the table).
