@@ -113,7 +113,7 @@ class DrainSettings:
     peer_check: bool = True
     #: Connections open on the old master survive the handoff: the new master forwards their
     #: packets back to it for `preserve_grace` seconds (vipdrain.preserve).
-    preserve_connections: bool = False
+    preserve_connections: bool = True
     preserve_grace: float = 30.0
     #: UDP port of the drain notice the old master sends its peers (matched by nftables, no listener).
     preserve_port: int = 7112

@@ -17,8 +17,13 @@ import pytest
 
 from vipdrain.lab import netns
 from vipdrain.lab.cluster import VM, Lab
+from vipdrain.lab.plan import LAB_PRESERVE_GRACE
 from vipdrain.vrrp import timing
 from vipdrain.waiting import wait_until
+
+#: What a holder's BOSH drain prints: connection preservation is on by default, so BOSH waits
+#: the grace period before stopping haproxy (the lab shortens it, vipdrain.lab.plan).
+HANDED_OVER = f"{LAB_PRESERVE_GRACE}\n"
 
 pytestmark = pytest.mark.lab
 
@@ -37,6 +42,7 @@ def handoff_bound(lab: Lab) -> float:
 
 
 PRESERVE = {"vipdrain": {"drain": {"preserve_connections": True, "preserve_grace": 2}}}
+NOT_PRESERVING = {"vipdrain": {"drain": {"preserve_connections": False}}}
 
 
 #: Resets one VIP move may cost without connection preservation (issue 15): the connections
@@ -66,19 +72,21 @@ def assert_no_lost_request(run: Any, start: float, end: float, preserving: bool)
 
 @pytest.mark.parametrize(
     "lab",
-    [{"nodes": 2, "overrides": PRESERVE}, {"nodes": 3, "overrides": PRESERVE}, {"nodes": 2}, {"nodes": 3}],
-    indirect=True, ids=["2-nodes-preserving", "3-nodes-preserving", "2-nodes", "3-nodes"],
+    [{"nodes": 2, "overrides": PRESERVE}, {"nodes": 3, "overrides": PRESERVE}, {"nodes": 2},
+     {"nodes": 3, "overrides": NOT_PRESERVING}],
+    indirect=True, ids=["2-nodes-preserving", "3-nodes-preserving", "2-nodes-defaults", "3-nodes-not-preserving"],
 )
 def test_draining_the_master_hands_over_with_no_failed_request(lab: Lab, client, observer) -> None:
     vip = lab.vips[0]
     run = client(rate=200)
     assert wait_until(lambda: sum(r.ok for r in run.records()) >= 100, budget=15, step=0.1)
     started = time.time()
-    preserving = bool(lab.overrides)
+    preserving = lab.overrides != NOT_PRESERVING  # on by default
     proc, _ = drain(lab.vms[0], *BOSH)
     assert proc.returncode == 0, proc.stderr
     # The BOSH contract: one integer line, nothing else (with preservation: the grace period).
-    assert proc.stdout == ("2\n" if preserving else "0\n")
+    grace = 2 if lab.overrides == PRESERVE else LAB_PRESERVE_GRACE
+    assert proc.stdout == (f"{grace}\n" if preserving else "0\n")
     observer.wait_for(vip, {"vm1"}, timeout=10, since=started)
     assert lab.holders(vip) == ["vm1"]  # the best peer (priority 150)
     # The taker's MAC came from the kernel's neighbour entry the probe of its haproxy confirmed,
@@ -113,16 +121,16 @@ def test_handoff_at_the_default_advert_interval(lab: Lab, client, observer) -> N
     assert wait_until(lambda: sum(r.ok for r in run.records()) >= 100, budget=15, step=0.1)
     t0 = time.time()
     proc, _ = drain(lab.vms[0], *BOSH)
-    assert proc.stdout == "0\n", proc.stderr
+    assert proc.stdout == HANDED_OVER, proc.stderr
     with_resign = handoff_seconds(proc.stderr)
     assert lab.vms[0].vipdrain("undrain").returncode == 0
     lab.wait_holder(vip, "vm0", timeout=15)
     lab.vms[0].write_config({"vipdrain": {"drain": {"resign_advert": False}}})
     proc, _ = drain(lab.vms[0], *BOSH)
-    assert proc.stdout == "0\n", proc.stderr
+    assert proc.stdout == HANDED_OVER, proc.stderr
     without = handoff_seconds(proc.stderr)
     run.stop()
-    assert_no_lost_request(run, t0 - 1, time.time(), preserving=False)
+    assert_no_lost_request(run, t0 - 1, time.time(), preserving=True)
     assert with_resign <= timing.handoff_bound(150, 1.0) + 0.7, f"with resign {with_resign:.2f} s"
     assert without <= handoff_bound(lab), f"without resign {without:.2f} s"
     print(f"handoff at advert_int 1 s: {with_resign:.2f} s with the resign advert, {without:.2f} s without")
@@ -201,12 +209,12 @@ def test_drain_killed_midway_then_called_again_recovers(lab: Lab, client, observ
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     proc, _ = drain(vm0, *BOSH)  # BOSH retries
-    assert (proc.returncode, proc.stdout) == (0, "0\n"), proc.stderr
+    assert (proc.returncode, proc.stdout) == (0, HANDED_OVER), proc.stderr
     assert lab.holders(vip) == ["vm1"]
     again, _ = drain(vm0, "job_check_status", "hash_unchanged")
-    assert again.stdout == "0\n"
+    assert again.stdout == HANDED_OVER
     run.stop()
-    assert_no_lost_request(run, t0, time.time(), preserving=False)
+    assert_no_lost_request(run, t0, time.time(), preserving=True)
 
 
 def _log(vm: VM) -> str:
@@ -224,7 +232,7 @@ def test_bad_inputs_are_survived(lab: Lab) -> None:
     vm0.layout.state_file(name).write_text("{garbage")
     vm0.layout.hold_state_file.write_text("not json")
     proc, _ = drain(vm0, "job_exploded", "hash_weird")
-    assert (proc.returncode, proc.stdout) == (0, "0\n"), proc.stderr
+    assert (proc.returncode, proc.stdout) == (0, HANDED_OVER), proc.stderr
     assert "unknown BOSH drain action 'job_exploded'" in proc.stderr
     assert "is corrupt" in proc.stderr
     assert lab.holders(lab.vips[0]) == ["vm1"]
@@ -255,7 +263,7 @@ def test_manual_maintenance_and_undrain(lab: Lab, client, observer) -> None:
     assert "maintenance off" in lab.vms[0].vipdrain("undrain").stdout
     observer.wait_for(vip, {"vm0"}, timeout=15, since=t0 + 0.01)  # preferred: back to the bootstrap VM
     run.stop()
-    assert_no_lost_request(run, t0, time.time(), preserving=False)
+    assert_no_lost_request(run, t0, time.time(), preserving=True)
 
 
 @pytest.mark.parametrize("lab", [{"nodes": 2}], indirect=True)
@@ -290,6 +298,6 @@ def test_post_deploy_reports_split_brain_and_passes_when_healed(lab: Lab) -> Non
 @pytest.mark.parametrize("lab", [{"nodes": 2, "vips": 5}], indirect=True)
 def test_all_vips_are_drained_together(lab: Lab) -> None:
     proc, _ = drain(lab.vms[0], *BOSH)
-    assert proc.stdout == "0\n", proc.stderr
+    assert proc.stdout == HANDED_OVER, proc.stderr
     holders: dict[str, Any] = lab.holder_map()
     assert all(h == ["vm1"] for h in holders.values()), holders

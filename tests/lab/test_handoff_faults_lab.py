@@ -15,6 +15,7 @@ import pytest
 from vipdrain.hold import read_hold
 from vipdrain.lab import netns
 from vipdrain.lab.cluster import Lab
+from vipdrain.lab.plan import LAB_PRESERVE_GRACE
 from vipdrain.vrrp.timing import master_down_bound
 from vipdrain.waiting import wait_until
 
@@ -102,7 +103,7 @@ def test_the_resign_advert_reaches_the_taker_alone(lab: Lab) -> None:
     vm0, vm1, vm2 = lab.vms
     offsets = {vm.name: vm.layout.keepalived_log.stat().st_size for vm in (vm1, vm2)}
     proc = vm0.vipdrain("drain", *BOSH, check=False)
-    assert proc.returncode == 0 and proc.stdout == "0\n", proc.stderr
+    assert proc.returncode == 0 and proc.stdout == f"{LAB_PRESERVE_GRACE}\n", proc.stderr
     assert f"in a frame for {vm1.ip}" in proc.stderr, proc.stderr
 
     def heard(vm) -> str:  # type: ignore[no-untyped-def]

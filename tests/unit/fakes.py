@@ -46,7 +46,9 @@ def job_config(
         priority=priority,
         healthcheck=healthcheck,
         peers=tuple(Peer(address=ipaddress.ip_address(a), index=i + 1) for i, a in enumerate(addresses)),
-        drain=drain if drain is not None else DrainSettings(),
+        # Without connection preservation (on by default): it would send notices and run nft
+        # for real; the tests of preservation turn it on.
+        drain=drain if drain is not None else DrainSettings(preserve_connections=False),
         **fields,
     )
 

@@ -24,8 +24,10 @@ CHECK = HealthCheck(command="", interval=1.0, timeout=1.0, fall=2, rise=2)
 
 
 def make_cfg(n_vips: int = 1, peers: int = 1, healthcheck: HealthCheck | None = CHECK, **drain: object) -> JobConfig:
+    """Without connection preservation unless `drain` turns it on (it would send notices for real)."""
+    settings = {"timeout": 5.0, "poll_interval": 0.1, "preserve_connections": False, **drain}
     return job_config(n_vips, peers, priority=150, healthcheck=healthcheck,
-                      drain=DrainSettings(timeout=5.0, poll_interval=0.1, **drain))  # type: ignore[arg-type]
+                      drain=DrainSettings(**settings))  # type: ignore[arg-type]
 
 
 @dataclass

@@ -409,7 +409,7 @@ PROPERTIES: tuple[PropertyDef, ...] = (
         "preemption (placement preferred) arms itself the same way first. Needs nft on the VMs. "
         "Also closes the window in which a connection being opened at the moment of the handoff "
         "is reset.",
-        default=False,
+        default=True,
         type="boolean",
     ),
     _P(

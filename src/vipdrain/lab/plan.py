@@ -17,6 +17,11 @@ NET6 = ipaddress.IPv6Network("2001:db8::/64")
 VM_OFFSET, VIP_OFFSET, CLIENT_OFFSET, OBSERVER_OFFSET = 10, 100, 200, 250
 #: IPv6 uses the same numbers written in hex digits (2001:db8::10, ::100, ::200, ::250).
 VM_OFFSET6, VIP_OFFSET6, CLIENT_OFFSET6, OBSERVER_OFFSET6 = 0x10, 0x100, 0x200, 0x250
+#: The lab's `vipdrain.drain.preserve_grace` (the property's default is 30 s): connection
+#: preservation is on by default, and a holder's BOSH drain prints the grace period, which the
+#: lab's director then waits, as BOSH does; 30 s per drain would make the suites crawl. Tests of
+#: the grace period itself set their own.
+LAB_PRESERVE_GRACE = 1
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,15 @@ from vipdrain.fsutil import atomic_write
 from vipdrain.lab import netns
 from vipdrain.lab.haproxy import HTTP_PORT, HaproxyPaths
 from vipdrain.lab.haproxy import command_line as haproxy_argv
-from vipdrain.lab.plan import VIP_OFFSET, VIP_OFFSET6, VM_OFFSET, VM_OFFSET6, address, deep_merge
+from vipdrain.lab.plan import (
+    LAB_PRESERVE_GRACE,
+    VIP_OFFSET,
+    VIP_OFFSET6,
+    VM_OFFSET,
+    VM_OFFSET6,
+    address,
+    deep_merge,
+)
 from vipdrain.lab.proc import Proc, spawn, stop_all
 from vipdrain.lab.wait import until
 from vipdrain.layout import CMD_ENV, ROOT_ENV, Layout
@@ -145,6 +153,7 @@ class VM:
             "keepalived": {"vips": vips, "advert_int": lab.advert_int, "vrrp_version": 3},
             "vipdrain": {
                 "haproxy": {"pid_file": str(self.haproxy_paths.pid_file), "probe": f"127.0.0.1:{HTTP_PORT}"},
+                "drain": {"preserve_grace": LAB_PRESERVE_GRACE},
             },
         }
 
