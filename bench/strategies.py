@@ -16,7 +16,9 @@ The default set (`DEFAULT_STRATEGIES`):
 - `fault-drain`: a pre-stop step forces keepalived into FAULT through the hold track file (value 2
   x weight -253 is below -253: FAULT, per keepalived.conf(5)), waits until a peer holds every VIP,
   then monit stops keepalived and haproxy.
-- `vipdrain`: vipdrain's BOSH drain (priority drop, resign advert, verified handoff), then monit stop.
+- `vipdrain`: vipdrain's BOSH drain with its defaults (priority drop, resign advert, verified
+  handoff, connections forwarded through the tunnel for the grace period: the lab's 1 s), then
+  monit stop.
 - `vipdrain-noresign`: the same with `vipdrain.drain.resign_advert: false` (priority drop only).
 - `vipdrain-preserve`: `vipdrain` with `vipdrain.drain.preserve_connections` (grace 6 s, as long
   as the benchmark's streams: the drain returns 6, so BOSH waits 6 s more before `monit stop`).
@@ -25,11 +27,13 @@ Extras (name them with `--strategies`):
 
 - `naive-stop-term`: haproxy first, then keepalived with a clean SIGTERM.
 - `vipdrain-sticky`: `vipdrain` with `vipdrain.placement: sticky`.
+- `vipdrain-nopreserve`: `vipdrain` without `preserve_connections` (the defaults before issue 15).
 
 The baselines (every strategy that is not `vipdrain*`) run without vipdrain's data-path help:
-the silent VIP copies on `lo` that vipdrain's pre-start puts on every VM are removed again (at
-bring-up and after every pre-start). Left in place, they would keep serving a stopped VM's
-clients whose ARP entries still point at it - a vipdrain feature, not the baseline's.
+no connection forwarding, and the silent VIP copies on `lo` that vipdrain's pre-start puts on
+every VM are removed again (at bring-up and after every pre-start). Left in place, they would
+keep serving a stopped VM's clients whose ARP entries still point at it - a vipdrain feature,
+not the baseline's.
 """
 
 from __future__ import annotations
@@ -53,7 +57,9 @@ StopOrder = Literal["keepalived-first", "haproxy-first", "haproxy-first-kill"]
 #: Value written to the hold track file (weight -253) by `fault-drain`: 2 x -253 = -506 < -253 -> FAULT.
 FAULT_TRACK_VALUE = 2
 #: haproxy-boshrelease's keepalived job checks haproxy every 2 s (fixed); the baselines use it too.
-BASELINE_HEALTHCHECK = {"keepalived": {"healthcheck": {"interval": 2}}}
+#: Without vipdrain's forwarding (on by default): a baseline gets none of vipdrain's data-path help.
+NO_PRESERVE = {"vipdrain": {"drain": {"preserve_connections": False}}}
+BASELINE_HEALTHCHECK = {"keepalived": {"healthcheck": {"interval": 2}}, **NO_PRESERVE}
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,13 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("keepalived-stop", "no drain; keepalived stopped first (priority-0 advert), then haproxy",
                  "none", "keepalived-first", BASELINE_HEALTHCHECK),
         Strategy("fault-drain", "force FAULT (track file), wait until a peer holds the VIP, then stop",
-                 "fault", "keepalived-first", {"vipdrain": {"drain": {"enabled": False}}}),
-        Strategy("vipdrain", "vipdrain drain: priority drop + resign advert, verified handoff, then stop",
+                 "fault", "keepalived-first",
+                 {"vipdrain": {"drain": {"enabled": False, "preserve_connections": False}}}),
+        Strategy("vipdrain", "vipdrain drain with its defaults: priority drop + resign advert, verified handoff, "
+                 "connections forwarded through the tunnel for the grace period (the lab's 1 s), then stop",
                  "vipdrain", "keepalived-first"),
+        Strategy("vipdrain-nopreserve", "vipdrain drain without `preserve_connections` (the defaults before "
+                 "issue 15)", "vipdrain", "keepalived-first", NO_PRESERVE),
         Strategy("vipdrain-noresign", "vipdrain drain without the resign advert (priority drop only)",
                  "vipdrain", "keepalived-first", {"vipdrain": {"drain": {"resign_advert": False}}}),
         Strategy("vipdrain-sticky", "vipdrain drain with `vipdrain.placement: sticky` (no move back to the "

@@ -95,6 +95,8 @@ def report_from(nodes: int, rate: float, advert_int: float, summary: Summary, ti
 #: What the demo deploys with: connection preservation on (short grace: the demo's requests are
 #: short), so no connection that is open at a handoff is lost.
 DEMO_PROPERTIES: dict[str, Any] = {"vipdrain": {"drain": {"preserve_connections": True, "preserve_grace": 2}}}
+#: `--no-preserve`: connection preservation (on by default) off.
+NO_PRESERVE: dict[str, Any] = {"vipdrain": {"drain": {"preserve_connections": False}}}
 
 
 def run_demo(out: Path, *, nodes: int = 3, rate: float = 200.0, advert_int: float = 1.0,
@@ -153,7 +155,7 @@ def run_demo(out: Path, *, nodes: int = 3, rate: float = 200.0, advert_int: floa
 
 def cmd_demo(args: argparse.Namespace) -> int:
     report = run_demo(Path(args.out), nodes=args.nodes, rate=args.rate, advert_int=args.advert_int,
-                      overrides=None if args.no_preserve else DEMO_PROPERTIES,
+                      overrides=NO_PRESERVE if args.no_preserve else DEMO_PROPERTIES,
                       progress=lambda line: print(line, flush=True))
     print("\n".join(report.lines()))
     return EXIT_OK if not report.failed else EXIT_RUNTIME
