@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vipdrain.config.schema import BY_NAME
 from vipdrain.lab.cluster import Lab
 from vipdrain.vrrp.timing import handoff_bound
 from vipdrain.waiting import wait_until
@@ -39,10 +40,11 @@ PEER_PRIORITY = 150  # the drained VM's peer in a 2-VM sticky group has 150 or 1
 
 def run_round(drains: int, advert_int: float, preserve: bool, rate: float, *, grace: float | None = 1,
               ipv6: bool = False, anti_spoofing: bool = False) -> dict[str, Any]:
-    """`drains` drains, alternating between two sticky VMs; `grace` None: the property's default."""
-    drain: dict[str, Any] = {"preserve_connections": preserve}
-    if grace is not None:
-        drain["preserve_grace"] = grace
+    """`drains` drains, alternating between two sticky VMs; `grace` None: the property's default
+    (the lab's VMs otherwise have a shorter one, vipdrain.lab.plan.LAB_PRESERVE_GRACE)."""
+    default_grace = BY_NAME["vipdrain.drain.preserve_grace"].default
+    drain: dict[str, Any] = {"preserve_connections": preserve,
+                             "preserve_grace": default_grace if grace is None else grace}
     props: dict[str, Any] = {"vipdrain": {"placement": "sticky", "drain": drain}}
     rows = []
     with Lab.up(nodes=2, advert_int=advert_int, overrides=props, ipv6=ipv6, anti_spoofing=anti_spoofing) as lab, \
@@ -70,14 +72,14 @@ def run_round(drains: int, advert_int: float, preserve: bool, rate: float, *, gr
                   flush=True)
         ended = time.time()
         whole = client.summary(started, ended)
-        skipped = client.skipped()
+        skipped = client.skipped
     reported = [r["reported_s"] for r in rows]
     failed = sum(sum(r["failed"].values()) for r in rows)
     return {
         "preserve_connections": preserve,
         "ipv6": ipv6,
         "anti_spoofing": anti_spoofing,
-        "grace": grace if grace is not None else "default",
+        "grace": drain["preserve_grace"],
         "whole_run": {"requests": whole.total, "failed": dict(whole.failed),
                       "achieved_rate": round(whole.total / (ended - started), 1), "skipped": skipped},
         "drains": rows,

@@ -56,13 +56,15 @@ RESET_NEAR_MOVE = 1.0
 def assert_no_lost_request(run: Any, start: float, end: float, preserving: bool) -> None:
     """0 failed requests between `start` and `end`. Without connection preservation, a connection
     whose packets straddle the clients' ARP switch (SYN to the old VM, the rest to the new one) is
-    reset by the new master: allowed at a move of the VIP (when the answering VM changed), never
-    a timeout or a refusal, never away from a move."""
+    reset by the new master - or times out, when the new master still holds a TIME_WAIT socket of
+    the same 4-tuple (the client reuses ports; captured: it answers the request with bare ACKs):
+    allowed at a move of the VIP (when the answering VM changed), never a refusal, never away
+    from a move."""
     summary = run.summary(start, end)
     if preserving:
         assert summary.failures == 0, str(summary)
         return
-    assert set(summary.failed) <= {"reset"}, str(summary)
+    assert set(summary.failed) <= {"reset", "timeout"}, str(summary)
     moves = [t for t, _old, _new in summary.vm_changes]
     failed = [r.time for r in run.records() if start <= r.time <= end and not r.ok]
     away = [t for t in failed if not any(abs(t - m) <= RESET_NEAR_MOVE for m in moves)]

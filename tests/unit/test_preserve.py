@@ -78,6 +78,10 @@ def test_an_ipv4_vip_is_armed_by_a_known_peer_on_link_and_forwarded_back_by_mac(
     # Connections that start here (SYN without ACK) are remembered past the grace period...
     assert ("ip daddr @armed4_0 tcp flags & (syn | ack) == syn update @local4_0 "
             "{ ip saddr . tcp sport . ip daddr . tcp dport timeout 40000ms }") in lines
+    # ... until the client closes or resets them: then for 2 s more (a port reused for a
+    # connection elsewhere must not be kept here), and only if remembered (a lookup first) ...
+    assert ("ip daddr @armed4_0 tcp flags & (fin | rst) != 0 ip saddr . tcp sport . ip daddr . tcp dport @local4_0 "
+            "update @local4_0 { ip saddr . tcp sport . ip daddr . tcp dport timeout 2000ms }") in lines
     # ... every other TCP packet for an armed VIP goes back to the old master, from our MAC,
     # unless it came from a VM we forward to (never bounced back: two VMs armed towards each
     # other would pass it back and forth).
@@ -220,7 +224,7 @@ def test_encapsulated_notices_arm_towards_the_senders_tunnel_mac_and_frames_go_i
     assert lines.count(forward) == 2
     chains = ruleset(cfg).split("\tchain ")[1:]
     assert [c.split(" ", 1)[0] for c in chains] == ["ingress_0", "tunnel"]
-    assert 'device "vipdrain-tun"' in chains[1] and "update @local" not in chains[1]
+    assert 'device "vipdrain-tun"' in chains[1] and "(syn | ack) == syn" not in chains[1]
 
 
 def test_the_tunnel_is_created_from_nothing_towards_each_peer_without_learning() -> None:

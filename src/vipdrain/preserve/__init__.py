@@ -80,6 +80,7 @@ from vipdrain.preserve.keeper import (
 from vipdrain.preserve.nft import (
     FORWARD_MACS,
     INGRESS_PRIORITY,
+    LOCAL_FLOW_LINGER,
     LOCAL_FLOW_SLACK,
     LOCAL_FLOWS_MAX,
     NFT_TIMEOUT,
@@ -131,6 +132,7 @@ __all__ = [
     "FORWARD_MACS",
     "INGRESS_PRIORITY",
     "LOCAL_FLOWS_MAX",
+    "LOCAL_FLOW_LINGER",
     "LOCAL_FLOW_SLACK",
     "MAGIC",
     "NFT_TIMEOUT",
