@@ -68,6 +68,22 @@ def before(streams: list[Stream], t: float) -> list[Stream]:
     return [s for s in streams if s.time < t]
 
 
+def drain_under_streams(old: VM, runs: list[ClientRun], on_port_80: int) -> tuple[float, float]:
+    """Start `runs`, wait until their streams are open on `old` (2 raw TCP ones on port 81,
+    `on_port_80` HTTP ones), then drain it the BOSH way: (when the drain began, when it returned).
+    The caller stops the runs."""
+    for run in runs:
+        run.start()
+    until(lambda: old.established(81) >= 2 and old.established(80) >= on_port_80, 10, interval=0.05,
+          what="the streams to be open on the old VM")
+    drain_started = time.time()
+    drained = old.vipdrain("drain", "job_changed", "hash_changed")
+    # BOSH waits out the grace period before it stops haproxy: the streams have it.
+    assert drained.stdout == f"{int(GRACE)}\n", drained.stderr
+    assert "drain notice for" in drained.stderr
+    return drain_started, time.time()
+
+
 @pytest.mark.parametrize("two_vms", [{"advert_int": 1.0}, {"advert_int": 1.0, "ipv6": True}],
                          indirect=True, ids=["ipv4", "ipv6"])
 def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> None:
@@ -80,17 +96,8 @@ def test_streams_opened_before_a_drain_finish_on_the_old_vm(two_vms: Lab) -> Non
         lab.client(rate=0, streams=2, stream_mode="http", stream_seconds=STREAM_SECONDS),
         lab.client(rate=0, streams=2, stream_mode="keepalive", stream_seconds=STREAM_SECONDS),
     ]
-    for run in runs:
-        run.start()
     try:
-        until(lambda: old.established(81) >= 2 and old.established(80) >= 4, 10, interval=0.05,
-              what="the streams to be open on the old VM")
-        drain_started = time.time()
-        drained = old.vipdrain("drain", "job_changed", "hash_changed")
-        handed_over = time.time()
-        # BOSH waits out the grace period before it stops haproxy: the streams have it.
-        assert drained.stdout == f"{int(GRACE)}\n", drained.stderr
-        assert "drain notice for" in drained.stderr
+        drain_started, handed_over = drain_under_streams(old, runs, on_port_80=4)
         assert lab.holders(vip) == [new.name]
         assert new.forwarding() == {vip: old.name}
         if ipaddress.ip_address(vip).version == 4:
@@ -147,14 +154,8 @@ def test_on_a_switch_with_port_security_only_encapsulated_forwarding_keeps_the_s
     assert lab.wait_converged() == {vip: old.name}
     runs = [lab.client(rate=100, streams=2, stream_mode="tcp", stream_seconds=STREAM_SECONDS),
             lab.client(rate=0, streams=2, stream_mode="keepalive", stream_seconds=STREAM_SECONDS)]
-    for run in runs:
-        run.start()
     try:
-        until(lambda: old.established(81) >= 2 and old.established(80) >= 2, 10, interval=0.05,
-              what="the streams to be open on the old VM")
-        drain_started = time.time()
-        drained = old.vipdrain("drain", "job_changed", "hash_changed")
-        assert drained.stdout == f"{int(GRACE)}\n", drained.stderr
+        drain_started, _ = drain_under_streams(old, runs, on_port_80=2)
         assert lab.holders(vip) == [new.name] and new.forwarding() == {vip: old.name}
         until(lambda: all(len(before(r.streams(), drain_started)) >= 2 for r in runs),
               STREAM_SECONDS + 10, interval=0.2, what="the streams opened before the drain to end")
