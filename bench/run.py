@@ -542,7 +542,7 @@ def summarize_runs(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
-def targets(rows: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[str, Any]]:
+def targets(rows: Sequence[dict[str, Any]], runs: Sequence[Run], rate: float = RATE) -> list[dict[str, Any]]:
     """The issues' targets, each with the measured value and whether it was met."""
     out: list[dict[str, Any]] = []
     deploys = [r for r in runs if r.scenario == "deploy" and r.strategy == "vipdrain"]
@@ -555,7 +555,7 @@ def targets(rows: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[st
         for r in group:
             where.update(failure_places(r))
         at = f" (at {', '.join(f'{k} {v}' for k, v in sorted(where.items()))})" if where else ""
-        out.append({"target": f"vipdrain: 0 failed requests through a rolling deploy of {nodes} VMs at 200 req/s",
+        out.append({"target": f"vipdrain: 0 failed requests through a rolling deploy of {nodes} VMs at {rate:g} req/s",
                     "measured": f"{failed} failed of {requests} in {len(group)} deploys{at}; {clean} of "
                                 f"{len(group)} deploys without a failure "
                                 f"(advert_int {', '.join(sorted({f'{r.advert_int:g} s' for r in group}))})",
@@ -617,8 +617,9 @@ def markdown(rows: Sequence[dict[str, Any]], goal_rows: Sequence[dict[str, Any]]
              f"{meta['runtime_s'] / 60:.1f} min, {meta['started']}). Cells: median [min-max] over the repeats."
              + (f" Each deploy's update step keeps the VM stopped {meta['update_seconds']:g} s."
                 if meta.get("update_seconds") else ""), ""]
-    for scenario, title in (("deploy", "Rolling deploy (canaries 1, max_in_flight 1), 200 req/s"),
-                            ("handoff", "Single handoff (the master's stop side once), 200 req/s")):
+    rate = f"{meta.get('rate', RATE):g} req/s"
+    for scenario, title in (("deploy", f"Rolling deploy (canaries 1, max_in_flight 1), {rate}"),
+                            ("handoff", f"Single handoff (the master's stop side once), {rate}")):
         part = [r for r in rows if r["scenario"] == scenario]
         if not part:
             continue
@@ -788,7 +789,7 @@ def _numbers(text: str | None, default: Sequence[float], kind: Callable[[str], A
 def write_results(base: Path, meta: dict[str, Any], runs: Sequence[Run]) -> list[dict[str, Any]]:
     """`<base>.json` (everything), `<base>.csv` (the summary) and `<base>.md` (the tables); the targets."""
     rows = summarize_runs(runs)
-    goal_rows = targets(rows, runs)
+    goal_rows = targets(rows, runs, meta.get("rate", RATE))
     versions = Counter(r.code for r in runs if r.code)
     if versions:
         meta["code_versions"] = dict(versions)
