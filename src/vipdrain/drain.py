@@ -242,10 +242,13 @@ class Drain:
         decision, why = plan(views, self.cfg.peers)
         log.info("%s: %s", decision.value, why)
         if decision is Plan.NOTHING_TO_DO:
+            # An earlier call of this drain (killed, and retried by BOSH) may have handed the VIPs
+            # over moments ago: the new master forwards their connections here for the grace period.
+            retried = args.reason in read_hold(self.layout).since
             self._hold(args)
             # Holding nothing is not having nothing: a VM the VIP was taken from by preemption
             # still serves the connections the new master forwards back to it.
-            return DrainOutcome(self._after_handoff(args) if self._serving() else 0, why)
+            return DrainOutcome(self._after_handoff(args) if retried or self._serving() else 0, why)
         if decision is Plan.NO_PEER:
             self._hold(args)
             return self._no_peer(args, why)

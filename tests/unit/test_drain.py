@@ -176,6 +176,18 @@ def test_a_backup_waits_the_grace_period_only_while_it_serves_connections(layout
     assert drain.run(DrainArgs(manual=True, action="manual")).value == 0  # an operator is never kept waiting
 
 
+def test_a_drain_retried_after_the_handoff_still_gives_the_grace_period(layout):
+    """BOSH calls the drain again when the first call died after its resign: this VM holds
+    nothing any more and, between two short requests, serves no connection, yet the peer
+    forwards the ones it had back here for the grace period (CI: the retry printed 0)."""
+    clock = FakeClock()
+    cfg = make_cfg(preserve_connections=True, preserve_grace=7.5)
+    drain = Drain(cfg, layout, FakeObserver(cfg, clock, held=set()), clock=clock, sleep=clock.sleep,
+                  keep_copy=fake_copy, connections=lambda _vips: 0)
+    assert drain.run(BOSH_CHANGED).value == 0  # the first call: nothing was handed over here
+    assert drain.run(BOSH_CHANGED).value == 8  # a retry: the drain hold was already on
+
+
 def test_single_instance_does_not_wait(layout):
     clock = FakeClock()
     cfg = make_cfg(peers=0)
