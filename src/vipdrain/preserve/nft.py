@@ -311,6 +311,11 @@ def _nft() -> str:
     return program("nft") or "/usr/sbin/nft"
 
 
+def _run_tool(run: Runner, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run `argv`, its program found as `program` finds it (a lifecycle script's PATH may lack sbin)."""
+    return run([program(argv[0]) or argv[0], *argv[1:]], None)
+
+
 def install(cfg: JobConfig, run: Runner = run_command, mac_of: Callable[[str], str] = vrrp.local_mac,
             which: Callable[[str], str | None] = program, rp_filter: Callable[[], None] = loose_rp_filter,
             ) -> list[str]:
@@ -365,7 +370,7 @@ def _create_tunnel(tunnel: Tunnel, ipv4_inside: bool, run: Runner, rp_filter: Ca
     if problems:
         return "; ".join(problems)
     for argv in tunnel_commands(tunnel, ipv4_inside):
-        done = run([program(argv[0]) or argv[0], *argv[1:]], None)
+        done = _run_tool(run, argv)
         if done.returncode != 0:
             error = done.stderr.strip()
             if "Unknown device type" in error or "not supported" in error.lower():
@@ -383,8 +388,7 @@ def remove_forwarder(run: Runner = run_command) -> None:
     done = run([_nft(), "delete", "table", TABLE_FAMILY, TABLE], None)
     if done.returncode == 0:
         log.info("removed nft table %s %s", TABLE_FAMILY, TABLE)
-    argv = remove_tunnel_argv()
-    done = run([program(argv[0]) or argv[0], *argv[1:]], None)
+    done = _run_tool(run, remove_tunnel_argv())
     if done.returncode == 0:
         log.info("removed the tunnel device %s", TUNNEL_DEVICE)
 

@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from vipdrain.model import IPAddress, JobConfig
 from vipdrain.preserve.notice import notice_source, notice_targets
-
-log = logging.getLogger("vipdrain.preserve")
 
 #: The tunnel device on every VM (15 characters at most, a kernel limit).
 TUNNEL_DEVICE = "vipdrain-tun"
