@@ -7,7 +7,8 @@ long-lived streams through the VIP, then:
   silent for ARP, and afterwards nothing is armed, the repeater is gone, and cleanup leaves no table;
 - a crash of the holder (no notice) -> nothing is armed and the old connections get a reset at once;
 - a takeover that another VM won leaves no arm; a client port reused from a connection that ended
-  on the taker keeps its new connection on the peer;
+  on the taker keeps its new connection on the peer; an IPv6 VIP taken back by preemption (adverts
+  from a link-local address) is armed towards the peer named by the advert's MAC;
 - on a switch that enforces anti-spoofing, the streams survive through the tunnel (the default)
   and die with layer-2 forwarding.
 
@@ -300,6 +301,29 @@ def test_a_client_port_reused_from_a_connection_that_ended_on_the_taker_stays_wi
         assert tuple_ in flows_on(old, tuple_[2])  # still in TIME_WAIT there
         assert old.forwarding() == {vip: new.name}
         assert [_ask(second, vip) for _ in range(3)] == [new.name] * 3
+
+
+@pytest.mark.parametrize("two_vms", [{"advert_int": 0.2, "ipv6": True}], indirect=True)
+def test_an_ipv6_vip_taken_back_by_preemption_keeps_the_peers_connections(two_vms: Lab) -> None:
+    """IPv6 VRRP adverts come from the sender's link-local address (RFC 5798 5.1.2.1), which is
+    none of the addresses the tunnel knows its peers by. The VM taking the VIP back must still
+    arm towards the peer that holds it - named by the advert's MAC - or the peer's connections
+    are reset. The defect: it armed nothing (the known gap of issue 15)."""
+    lab = two_vms
+    old, new = lab.vms
+    vip = str(lab.vips[0])
+    assert ":" in vip
+    lab.wait_converged()
+    lab.wait_holder(vip, old.name)
+    old.vipdrain("drain")
+    lab.wait_holder(vip, new.name)
+    with netns.call_in(lab.client_namespaces[0], socket.create_connection, (vip, 80), 2.0) as stream:
+        assert _ask(stream, vip) == new.name
+        undrain = old.vipdrain("undrain")
+        assert undrain.returncode == 0, undrain.stderr
+        lab.wait_holder(vip, old.name)
+        assert old.forwarding() == {vip: new.name}
+        assert [_ask(stream, vip) for _ in range(3)] == [new.name] * 3
 
 
 @pytest.mark.parametrize("two_vms", [{"advert_int": 0.2}], indirect=True)

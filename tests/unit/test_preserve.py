@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeClock, job_config
 
-from vipdrain import preserve
+from vipdrain import preserve, rtnl
 from vipdrain.errors import RuntimeFailure
 from vipdrain.layout import Layout
 from vipdrain.model import DrainSettings, IPAddress, JobConfig, Vip
@@ -295,17 +295,68 @@ def test_with_a_tunnel_status_names_the_vm_the_connections_go_to() -> None:
 def test_a_takeover_through_the_tunnel_arms_towards_the_masters_tunnel_mac() -> None:
     cfg = make_cfg(**ENCAP)
     tunnel = preserve.Tunnel.from_config(cfg)
-    arms = preserve.takeover_arms(cfg.vips, {(1, 4): advert(mac="")}, 254, 0.0, tunnel)
+    arms = takeover_arms(cfg.vips, {(1, 4): advert(mac="")}, 254, 0.0, tunnel)
     assert arms == [(cfg.vips[0], preserve.tunnel_mac(PEER))]
-    # A master the tunnel does not reach (not a configured peer) is not armed towards.
+    # A master the tunnel does not reach (not a configured peer) is not armed towards, whatever its MAC.
     stranger = advert(source=ipaddress.ip_address("192.0.2.99"))
-    assert preserve.takeover_arms(cfg.vips, {(1, 4): stranger}, 254, 0.0, tunnel) == []
+    assert takeover_arms(cfg.vips, {(1, 4): stranger}, 254, 0.0, tunnel, {PEER_MAC: PEER}) == []
+
+
+def test_an_ipv6_advert_from_a_link_local_address_is_tied_to_its_peer_by_its_mac() -> None:
+    """RFC 5798 5.1.2.1: IPv6 adverts come from the link-local address, which names no peer."""
+    cfg = make_cfg(**ENCAP)
+    tunnel = preserve.Tunnel.from_config(cfg)
+    v6 = vip(VIP6, vrid=2)
+    seen = {(2, 6): advert(vrid=2, source=ipaddress.ip_address("fe80::200:ff:fe00:b"))}
+    assert takeover_arms([v6], seen, 254, 0.0, tunnel, {PEER_MAC: PEER}) == [(v6, preserve.tunnel_mac(PEER))]
+    # A MAC that names no peer: nothing is armed (its connections are reset, as without preservation).
+    assert takeover_arms([v6], seen, 254, 0.0, tunnel, {"02:00:00:00:00:99": PEER}) == []
+
+
+def neighbour(address: str, mac: str, state: int = 0x02, ifindex: int = 1) -> rtnl.Neighbour:
+    return rtnl.Neighbour(address=address, mac=mac, ifindex=ifindex, state=state)
+
+
+def test_peers_by_mac_reads_the_neighbour_table_and_asks_the_link_only_for_a_mac_it_lacks() -> None:
+    tunnel = preserve.Tunnel(local=ipaddress.ip_address("192.0.2.10"), peers=(PEER, ipaddress.ip_address("192.0.2.12")),
+                             port=7113)
+    table = [neighbour("192.0.2.11", PEER_MAC), neighbour("192.0.2.12", "02:00:00:00:00:0c", state=0x20),  # FAILED
+             neighbour("192.0.2.99", "02:00:00:00:00:63")]
+    asked: list[tuple[str, list[IPAddress], IPAddress | None]] = []
+
+    def ask(interface: str, targets: list[IPAddress], sender: IPAddress | None, timeout: float
+            ) -> dict[IPAddress, list[str]]:
+        asked.append((interface, targets, sender))
+        return {ipaddress.ip_address("192.0.2.12"): ["02:00:00:00:00:0d"]}
+
+    lo = "lo"  # an interface that exists everywhere; ifindex 1
+    assert preserve.peers_by_mac(tunnel, lo, [PEER_MAC], table=lambda _: table, ask=ask) == {PEER_MAC: PEER}
+    assert asked == []
+    found = preserve.peers_by_mac(tunnel, lo, ["02:00:00:00:00:0d"], table=lambda _: table, ask=ask)
+    assert found == {PEER_MAC: PEER, "02:00:00:00:00:0d": ipaddress.ip_address("192.0.2.12")}
+    assert asked == [(lo, [ipaddress.ip_address("192.0.2.12")], tunnel.local)]  # only the peer it could not name
+
+
+def test_peers_by_mac_never_raises() -> None:
+    tunnel = preserve.Tunnel(local=ipaddress.ip_address("192.0.2.10"), peers=(PEER,), port=7113)
+
+    def broken(*_: object) -> dict[IPAddress, list[str]]:
+        raise PermissionError(1, "Operation not permitted")
+
+    assert preserve.peers_by_mac(tunnel, "no-such-if0", [PEER_MAC], ask=broken) == {}
 
 
 # --- the takeover by preemption (post-start, undrain) -------------------------------------------
 
 PEER = ipaddress.ip_address("192.0.2.11")
 PEER_MAC = "02:00:00:00:00:0b"
+
+
+def takeover_arms(vips: list[Vip], latest: dict[tuple[int, int], PeerAdvert], own_priority: int,
+                  fresh_since: float, tunnel: preserve.Tunnel | None = None,
+                  peer_macs: dict[str, IPAddress] | None = None) -> list[tuple[Vip, str]]:
+    preempted = preserve.preempted_adverts(vips, latest, own_priority, fresh_since)
+    return preserve.takeover_arms(preempted, tunnel, peer_macs)
 
 
 def advert(vrid: int = 1, priority: int = 150, seen_at: float = 100.0, mac: str = PEER_MAC,
@@ -316,7 +367,7 @@ def advert(vrid: int = 1, priority: int = 150, seen_at: float = 100.0, mac: str 
 def test_a_vip_is_armed_towards_the_master_this_vm_will_outrank() -> None:
     v4, v6 = vip(VIP4, vrid=1), vip(VIP6, vrid=2)
     latest = {(1, 4): advert(vrid=1), (2, 6): advert(vrid=2, source=ipaddress.ip_address("2001:db8::11"))}
-    assert preserve.takeover_arms([v4, v6], latest, own_priority=200, fresh_since=99.0) == [
+    assert takeover_arms([v4, v6], latest, own_priority=200, fresh_since=99.0) == [
         (v4, PEER_MAC), (v6, PEER_MAC)]
 
 
@@ -330,7 +381,7 @@ def test_a_vip_is_armed_towards_the_master_this_vm_will_outrank() -> None:
 ])
 def test_no_arm_unless_a_live_master_will_be_preempted(seen: PeerAdvert, why: str) -> None:
     latest = {(seen.vrid, 4): seen}
-    assert preserve.takeover_arms([vip(VIP4)], latest, own_priority=200, fresh_since=99.0) == [], why
+    assert takeover_arms([vip(VIP4)], latest, own_priority=200, fresh_since=99.0) == [], why
 
 
 def test_the_arm_script_names_each_vips_own_map_and_outlasts_the_takeover() -> None:

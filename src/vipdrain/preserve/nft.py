@@ -21,6 +21,7 @@ from vipdrain.preserve.tunnel import (
     TUNNEL_DEVICE,
     Tunnel,
     loose_rp_filter,
+    peers_by_mac,
     remove_tunnel_argv,
     tunnel_commands,
     tunnel_mac,
@@ -189,26 +190,40 @@ def interface_numbers(vips: Iterable[Vip]) -> dict[str, int]:
     return {name: n for n, name in enumerate(sorted({v.interface for v in vips}))}
 
 
-def takeover_arms(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
-                  fresh_since: float, tunnel: Tunnel | None = None) -> list[tuple[Vip, str]]:
+def preempted_adverts(vips: Iterable[Vip], latest: Mapping[tuple[int, int], PeerAdvert], own_priority: int,
+                      fresh_since: float) -> list[tuple[Vip, PeerAdvert]]:
     """The VIPs a peer holds that this VM will take by preemption once it advertises
-    `own_priority`, each with the MAC its connections go back to: that peer's own (the one
-    clients' packets go to now) at layer 2, its tunnel MAC with a `tunnel`.
-
-    A peer counts when its latest advert for the VIP (keyed by VRID and address family, as
-    `LiveObserver.latest`) arrived at or after `fresh_since`, came with a MAC (at layer 2) or
-    from a peer the tunnel reaches, and is below `own_priority` but above 0 (priority 0
-    resigns: it is leaving and arms us itself).
-    """
-    arms = []
+    `own_priority`, each with that peer's latest advert (keyed by VRID and address family, as
+    `LiveObserver.latest`): one that arrived at or after `fresh_since` and is below
+    `own_priority` but above 0 (priority 0 resigns: that peer is leaving and arms us itself)."""
+    found = []
     for vip in vips:
         advert = latest.get((vip.virtual_router_id, vip.family))
-        if advert is None or advert.seen_at < fresh_since or not 0 < advert.priority < own_priority:
+        if advert is not None and advert.seen_at >= fresh_since and 0 < advert.priority < own_priority:
+            found.append((vip, advert))
+    return found
+
+
+def takeover_arms(preempted: Iterable[tuple[Vip, PeerAdvert]], tunnel: Tunnel | None = None,
+                  peer_macs: Mapping[str, IPAddress] | None = None) -> list[tuple[Vip, str]]:
+    """Each `preempted_adverts` VIP with the MAC its connections go back to: the peer's own
+    (the one clients' packets go to now) at layer 2, its tunnel MAC with a `tunnel`.
+
+    Through the tunnel the advert must name a peer: by its source address, or - an IPv6
+    advert comes from a link-local address - by its MAC (`peer_macs`, `peers_by_mac`). A VIP
+    whose peer cannot be named is left out: its connections are reset, as without preservation.
+    """
+    peer_macs = peer_macs or {}
+    arms = []
+    for vip, advert in preempted:
+        if tunnel is None:
+            if _MAC.match(advert.mac):
+                arms.append((vip, advert.mac))
             continue
-        if tunnel is None and _MAC.match(advert.mac):
-            arms.append((vip, advert.mac))
-        elif tunnel is not None and advert.source in tunnel.peers:
-            arms.append((vip, tunnel_mac(advert.source)))
+        peer = advert.source if advert.source in tunnel.peers else (
+            peer_macs.get(advert.mac) if advert.source.is_link_local else None)
+        if peer is not None:
+            arms.append((vip, tunnel_mac(peer)))
     return arms
 
 
@@ -416,7 +431,14 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
     """
     if not cfg.drain.preserve_connections or not cfg.peers:
         return Armed()
-    arms = takeover_arms(cfg.vips, latest, own_priority, fresh_since, Tunnel.from_config(cfg))
+    preempted = preempted_adverts(cfg.vips, latest, own_priority, fresh_since)
+    tunnel = Tunnel.from_config(cfg)
+    peer_macs: dict[str, IPAddress] = {}
+    if tunnel is not None:
+        for vip, advert in preempted:
+            if advert.source.is_link_local and advert.mac and advert.mac not in peer_macs:
+                peer_macs |= peers_by_mac(tunnel, vip.interface, [advert.mac])
+    arms = takeover_arms(preempted, tunnel, peer_macs)
     if not arms:
         return Armed()
     timeout = cfg.drain.preserve_grace + takeover_bound(cfg.advert_int)

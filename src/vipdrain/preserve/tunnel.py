@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from vipdrain import rtnl
 from vipdrain.model import IPAddress, JobConfig
 from vipdrain.preserve.notice import notice_source, notice_targets
+from vipdrain.vrrp.neighbours import who_has
 
 #: The tunnel device on every VM (15 characters at most, a kernel limit).
 TUNNEL_DEVICE = "vipdrain-tun"
@@ -124,3 +128,43 @@ def loose_rp_filter(proc_sys: Path = Path("/proc/sys")) -> None:
     """Set the tunnel device's rp_filter to 2 (loose), see the module's docstring."""
     (proc_sys / "net/ipv4/conf" / TUNNEL_DEVICE / "rp_filter").write_text("2\n")
 
+
+
+#: How long `peers_by_mac` listens for answers when it must ask the link.
+PEER_QUERY_TIMEOUT = 0.3
+
+
+def peers_by_mac(tunnel: Tunnel, interface: str, wanted: Collection[str],
+                 table: Callable[[int], list[rtnl.Neighbour]] = rtnl.neighbours,
+                 ask: Callable[[str, list[IPAddress], IPAddress | None, float], dict[IPAddress, list[str]]] = who_has,
+                 ) -> dict[str, IPAddress]:
+    """MAC -> the tunnel peer whose interface has it, for the peers seen on `interface`: enough
+    to name every MAC in `wanted` if the link can.
+
+    Why: an IPv6 VRRP advert comes from the sender's link-local address (RFC 5798 5.1.2.1), which
+    is none of the addresses the tunnel knows its peers by; its MAC is what ties it to a peer.
+    The kernel's neighbour table answers first (any valid entry: peers talk to each other); only
+    a MAC it does not name makes this ask the link (ARP or neighbour solicitation, at most
+    PEER_QUERY_TIMEOUT s). Never raises: what cannot be learnt is left out.
+    """
+    family = socket.AF_INET if tunnel.local.version == 4 else socket.AF_INET6
+    peers = {str(p): p for p in tunnel.peers}
+    found: dict[str, IPAddress] = {}
+    try:
+        index = socket.if_nametoindex(interface)
+        for entry in table(family):
+            if entry.ifindex == index and entry.address in peers and entry.state & rtnl.NUD_VALID:
+                found[entry.mac] = peers[entry.address]
+    except OSError:
+        pass
+    if set(wanted) - set(found):
+        unnamed = [p for p in tunnel.peers if p not in found.values()]
+        try:
+            answers = ask(interface, unnamed, tunnel.local if tunnel.local.version == 4 else None,
+                          PEER_QUERY_TIMEOUT) if unnamed else {}
+        except (OSError, ValueError):
+            answers = {}
+        for peer, macs in answers.items():
+            for mac in macs:
+                found[mac] = peer
+    return found
