@@ -6,16 +6,22 @@ Library modules return values or raise `VipdrainError`s; this maps them to exit 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Union
 
 from vipdrain import __version__
 from vipdrain.errors import EXIT_OK, EXIT_RUNTIME, ConfigInvalid, VipdrainError
 from vipdrain.layout import Layout
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    import argparse
+
+#: What a handler gets: argparse's namespace, or the drain's fast path's (`drain_fast_args`).
+Args = Union["argparse.Namespace", SimpleNamespace]
+Handler = Callable[[Args], int]
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -29,15 +35,15 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
 
-def _layout(args: argparse.Namespace) -> Layout:
+def _layout(args: Args) -> Layout:
     return Layout.from_env(getattr(args, "root", None))
 
 
-def _config_path(args: argparse.Namespace) -> Path:
+def _config_path(args: Args) -> Path:
     return Path(args.config) if args.config else _layout(args).config_file
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
+def _cmd_check(args: Args) -> int:
     from vipdrain.config import load_config
 
     cfg = load_config(_config_path(args))
@@ -47,7 +53,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def _cmd_render(args: Args) -> int:
     from vipdrain.config import load_config
     from vipdrain.keepalived import write_checked_config
     from vipdrain.render import render_keepalived_conf
@@ -83,13 +89,13 @@ def _setup_logging(layout: Layout, verbose: bool = False) -> None:
     root.addHandler(fh)
 
 
-def _load(args: argparse.Namespace):  # -> JobConfig (imported lazily to keep --help fast)
+def _load(args: Args):  # -> JobConfig (imported lazily to keep --help fast)
     from vipdrain.config import load_config
 
     return load_config(_config_path(args))
 
 
-def _cmd_pre_start(args: argparse.Namespace) -> int:
+def _cmd_pre_start(args: Args) -> int:
     import logging
 
     from vipdrain.foreign import refuse_foreign_groups
@@ -118,7 +124,7 @@ def _haproxy_check(cfg) -> Callable[[], str | None]:  # cfg: JobConfig (imported
     return lambda: check(cfg.haproxy.pid_file, cfg.haproxy.probe)
 
 
-def _cmd_post_start(args: argparse.Namespace) -> int:
+def _cmd_post_start(args: Args) -> int:
     import logging
 
     from vipdrain.lifecycle import post_start
@@ -138,7 +144,7 @@ def _cmd_post_start(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_drain(args: argparse.Namespace) -> int:
+def _cmd_drain(args: Args) -> int:
     """BOSH's drain: whatever happens, stdout gets one integer line or nothing at all."""
     import contextlib
     import logging
@@ -195,7 +201,7 @@ def _cmd_drain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _drain_config(args: argparse.Namespace, layout: Layout, manual: bool):  # -> JobConfig | None
+def _drain_config(args: Args, layout: Layout, manual: bool):  # -> JobConfig | None
     """The config a BOSH drain works with; None: nothing to hand over (the drain prints 0).
 
     The drain must not fail on a config it cannot load: a pre-start that rejected it left the
@@ -251,7 +257,7 @@ def _drain_metrics(cfg, layout: Layout, outcome) -> None:  # cfg: JobConfig, out
     metrics.best_effort("recording the drain", lambda: metrics.record_drain(cfg, layout, outcome))
 
 
-def _cmd_metrics(args: argparse.Namespace) -> int:
+def _cmd_metrics(args: Args) -> int:
     """One survey of the holders, kept for the metrics, and the metrics written (or printed)."""
     from prometheus_client import generate_latest
 
@@ -268,7 +274,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_post_deploy(args: argparse.Namespace) -> int:
+def _cmd_post_deploy(args: Args) -> int:
     from vipdrain.foreign import ForeignWatch
     from vipdrain.lifecycle import post_deploy
     from vipdrain.observe import LiveObserver
@@ -291,7 +297,7 @@ def _cmd_post_deploy(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if report.problems or rogues else EXIT_OK
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def _cmd_status(args: Args) -> int:
     import json
 
     from vipdrain.foreign import ForeignWatch
@@ -328,7 +334,7 @@ def _settle(cfg, layout, armed) -> list[str]:  # JobConfig, Layout, preserve.Arm
                 f"{', '.join(str(v.address) for v, _ in armed.arms)} stays until it runs out"]
 
 
-def _cmd_undrain(args: argparse.Namespace) -> int:
+def _cmd_undrain(args: Args) -> int:
     from dataclasses import replace
 
     from vipdrain.hold import Reason, set_hold
@@ -355,7 +361,7 @@ def _cmd_undrain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_notify_fifo(args: argparse.Namespace) -> int:
+def _cmd_notify_fifo(args: Args) -> int:
     import threading
 
     from vipdrain.config import load_config
@@ -385,6 +391,8 @@ def _cmd_notify_fifo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; sub-packages add their own commands through `register` functions."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="vipdrain", description="Hand a keepalived virtual IP over, verifiably, before haproxy stops."
     )
@@ -459,6 +467,41 @@ def _registrars() -> list[Callable[..., None]]:
     return commands.REGISTRARS
 
 
+#: The drain's options (`_add_config_options`) that take a value.
+_DRAIN_VALUE_OPTIONS = ("--config", "--root")
+
+
+def drain_fast_args(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The drain's arguments (after `drain`) without argparse, when they are only what the job's
+    drain script and operators pass: `--root DIR`, `--config FILE` (or `--opt=VALUE`), `-v`/
+    `--verbose` and the BOSH arguments. Anything else (`--help`, an unknown option, a missing
+    value) gives None, and argparse parses it as always, with its messages.
+
+    Why: building the parser (argparse's import and 14 sub-commands) is 10 ms of the drain's
+    start-up, which is the tail of every handoff (docs/BENCHMARKS.md).
+    """
+    found: dict[str, str | None] = dict.fromkeys(("config", "root"))
+    verbose = False
+    bosh_args: list[str] = []
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        name, eq, value = word.partition("=")
+        if name in _DRAIN_VALUE_OPTIONS:
+            if not eq:
+                if not rest or rest[0].startswith("-"):
+                    return None
+                value = rest.pop(0)
+            found[name[2:]] = value
+        elif word in ("-v", "--verbose"):
+            verbose = True
+        elif word.startswith("-"):
+            return None
+        else:
+            bosh_args.append(word)
+    return SimpleNamespace(command="drain", handler=_cmd_drain, verbose=verbose, bosh_args=bosh_args, **found)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vipdrain` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -466,8 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vipdrain.probe import main as probe_main
 
         return probe_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = drain_fast_args(argv[1:]) if argv[:1] == ["drain"] else None
+    if args is None:
+        args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)

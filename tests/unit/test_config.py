@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -601,6 +603,16 @@ def test_json_in_a_yml_file_is_fine(tmp_path: Path, raw_config):
     path = tmp_path / "vipdrain.yml"
     path.write_text(json.dumps(raw_config))
     assert load_config(path).vips[0].address == V4("192.0.2.100")
+
+
+def test_json_is_read_without_pyyaml(tmp_path: Path, raw_config):
+    # The job's template renders JSON: the drain must not pay PyYAML's import (12 ms) to read it.
+    path = tmp_path / "vipdrain.yml"
+    path.write_text(json.dumps(raw_config))
+    code = ("import sys\nfrom vipdrain.config import load_config\n"
+            f"load_config({str(path)!r}, interface_of=lambda ip: 'eth0')\nprint('yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_example_config_is_valid():

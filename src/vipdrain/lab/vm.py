@@ -4,6 +4,7 @@ run there (haproxy, keepalived, the app server behind haproxy), with the BOSH li
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -15,8 +16,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from vipdrain import rtnl
 from vipdrain.fsutil import atomic_write
@@ -188,8 +187,9 @@ class VM:
         self.properties = props
         self.job = "vipdrain"
         self.lab._instance_names = None
-        # 0640, as the BOSH agent leaves a job's rendered files (bosh-agent FixPermissions).
-        atomic_write(self.layout.config_file, yaml.safe_dump(self.bosh_document(props), sort_keys=False), mode=0o640)
+        # JSON, as the job's template renders it; 0640, as the BOSH agent leaves a job's rendered
+        # files (bosh-agent FixPermissions).
+        atomic_write(self.layout.config_file, json.dumps(self.bosh_document(props), indent=2) + "\n", mode=0o640)
         self.lab.save()
         return self.layout.config_file
 

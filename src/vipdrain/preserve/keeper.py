@@ -4,7 +4,6 @@ repeater (`python -m vipdrain.preserve keep`) announcing while the VIPs are stil
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ipaddress
 import logging
@@ -15,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vipdrain import netstate
 from vipdrain.errors import RuntimeFailure
@@ -30,6 +30,9 @@ from vipdrain.preserve.notice import (
     send_notices,
 )
 from vipdrain.procs import read_pid
+
+if TYPE_CHECKING:
+    import argparse
 
 log = logging.getLogger("vipdrain.preserve")
 
@@ -212,6 +215,8 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """`keep` (the repeater the drain starts) and `cleanup` (undo everything now)."""
+    import argparse  # here: the drain imports this module for its handoff, argparse is its own CLI's
+
     from vipdrain import preserve  # the package's docstring describes the command
 
     parser = argparse.ArgumentParser(prog="python -m vipdrain.preserve", description=preserve.__doc__.splitlines()[0])

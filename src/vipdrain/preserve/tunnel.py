@@ -29,7 +29,6 @@ reassembled packets. The network between the VMs must pass fragments of this UDP
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import socket
 from collections.abc import Callable, Collection
@@ -53,6 +52,8 @@ def tunnel_mac(address: IPAddress) -> str:
     """The tunnel device's MAC on the VM whose own address is `address`: the same on every VM,
     so a peer's is known without asking. Locally administered, unicast (first byte 0x02); the
     other five bytes are a hash of the address."""
+    import hashlib  # here: its OpenSSL binding costs 3 ms of the start-up of a drain, which needs no MAC
+
     digest = hashlib.blake2s(address.packed, digest_size=5, person=b"vipdrain").digest()
     return ":".join(f"{b:02x}" for b in b"\x02" + digest)
 
