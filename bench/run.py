@@ -25,6 +25,7 @@ import csv
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -400,7 +401,8 @@ def measure_scaling(vip_count: int, repeats: int, rate: float, progress: Callabl
                     run.cpu_s = round(usage["user"] + usage["sys"], 3)
                     run.maxrss_mib = round(usage["maxrss_kib"] / 1024, 1)
                     run.drain_s = [round(usage["wall"], 3)]
-                    if usage["rc"] != 0 or usage["stdout"] != "0\n":
+                    # The contract: one integer line (the grace period when connections are kept).
+                    if usage["rc"] != 0 or not re.fullmatch(r"-?[0-9]+\n", usage["stdout"]):
                         run.error = f"drain exit {usage['rc']}, stdout {usage['stdout']!r}"
                 except (ValueError, KeyError, IndexError):
                     run.error = f"wrapper failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"

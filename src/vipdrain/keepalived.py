@@ -105,6 +105,12 @@ def command_line(layout: Layout, config_id: str) -> list[str]:
         "-n",  # foreground: the supervisor (monit/bpm or the lab) owns the process
         "-l",
         "-D",
+        # Each message once, in the job's log (stderr): not also through syslog, which costs a
+        # send per line on a VM and, where no syslog listens on /dev/log (the lab), a write to
+        # /dev/console per line (LOG_CONS, from -l). keepalived takes instances over one after
+        # another, logging about 10 lines each: measured with 50 VIPs, 6-14 ms per instance with
+        # syslog, under 1 ms without (docs/BENCHMARKS.md).
+        "-G",
         "-P",
         "-f",
         str(layout.keepalived_conf),

@@ -83,8 +83,9 @@ class LiveObserver:
         self.sources: dict[tuple[int, int], dict[IPAddress, PeerAdvert]] = {}
         #: Our own keepalived's adverts as (received, priority): shows when it applied the hold.
         self.own: list[tuple[float, int]] = []
-        #: The peer resign adverts go to, with its MAC (`prepare_resign`).
+        #: The peer resign adverts go to, with its MAC (`prepare_resign`), and what sends them.
         self._resign_to: tuple[IPAddress, str, str] | None = None  # (peer, interface, MAC)
+        self._frames = vrrp.FrameSender()
         #: Our own keepalived's latest advert above priority 0 per (VRID, family): it is master.
         self.own_latest: dict[tuple[int, int], PeerAdvert] = {}
         #: Each VIP's state file, read on every look (`views`).
@@ -109,6 +110,7 @@ class LiveObserver:
         for listener in self._listeners:
             listener.close()
         self._listeners.clear()
+        self._frames.close()
 
     @property
     def freshness(self) -> float:
@@ -279,7 +281,7 @@ class LiveObserver:
             targets = [ipaddress.ip_address(group)]
             peer, interface, mac = self._resign_to or (None, "", "")
             if to is not None and (peer, interface) == (to, vip.interface):
-                vrrp.send_advert_to_mac(advert, src, targets[0], vip.interface, mac)
+                self._frames.send(advert, src, targets[0], vip.interface, mac)
                 return [f"resign advert (priority 0) for {vip.name} sent from {src} to {targets[0]} "
                         f"in a frame for {to} ({mac}) only"]
         for dst in targets:

@@ -476,3 +476,28 @@ def test_choose_taker():
     assert choose_taker([bad, Candidate(SECOND)], None).wait
     none = choose_taker([bad, Candidate(SECOND, "refused")], 4.0)
     assert none.taker is None and not none.wait and "no peer's haproxy answers" in none.reason
+
+
+@dataclass
+class ChattyObserver(FakeObserver):
+    """Adverts arrive every millisecond (many VIPs): a `collect` that may return at the first one does."""
+
+    looks: list[float] = field(default_factory=list)
+
+    def collect(self, seconds: float, *, until_first: bool = False) -> None:
+        super().collect(min(seconds, 0.001) if until_first else seconds)
+
+    def views(self, own_priority: int) -> list[VipView]:
+        self.looks.append(self.clock.now)
+        return super().views(own_priority)
+
+
+def test_looks_come_at_most_every_half_poll_interval_however_many_adverts_arrive(layout):
+    """With 50 VIPs a look per advert heard (100 a second) was most of the drain's CPU."""
+    clock = FakeClock()
+    cfg = make_cfg(poll_interval=0.1)
+    obs = ChattyObserver(cfg, clock, takeover_at=1.0)
+    out = run(cfg, layout, obs, clock)
+    assert out.value == 0
+    gaps = [b - a for a, b in zip(obs.looks[1:], obs.looks[2:], strict=False)]  # the first is the plan's
+    assert gaps and min(gaps) >= 0.05 - 1e-9, min(gaps)

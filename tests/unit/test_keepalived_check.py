@@ -224,7 +224,7 @@ def test_command_line(monkeypatch, tmp_path):
     layout = Layout(root=tmp_path)
     run = layout.run_dir
     assert keepalived.command_line(layout, "vm-1") == [
-        "/usr/sbin/keepalived", "-n", "-l", "-D", "-P",
+        "/usr/sbin/keepalived", "-n", "-l", "-D", "-G", "-P",
         "-f", str(layout.keepalived_conf),
         "-p", str(run / "keepalived.pid"), "-r", str(run / "vrrp.pid"), "-c", str(run / "checkers.pid"),
         "-i", "vm-1",

@@ -4,7 +4,7 @@ who holds an address.
 - `wire`: pure; `Advert`, `Packet`, `parse_advert`/`build_advert`, `parse_packet`/`build_packet`,
   `pass_auth`, and what keepalived 2.2.7 puts on the wire.
 - `sockets`: raw sockets (Linux, root or CAP_NET_RAW); `AdvertListener`, `send_advert`,
-  `send_advert_to_mac`, `local_mac`.
+  `FrameSender`, `local_mac`.
 - `neighbours`: `who_has` (ARP and IPv6 neighbour solicitation), `arp_who_has`, `confirmed_mac`
   (the kernel's neighbour table).
 
@@ -19,7 +19,7 @@ from vipdrain.vrrp.neighbours import (
     solicited_node,
     who_has,
 )
-from vipdrain.vrrp.sockets import AdvertListener, local_mac, send_advert, send_advert_to_mac
+from vipdrain.vrrp.sockets import AdvertListener, FrameSender, local_mac, send_advert
 from vipdrain.vrrp.wire import (
     ADVERTISEMENT,
     AUTH_AH,
@@ -55,6 +55,7 @@ __all__ = [
     "AddressLike",
     "Advert",
     "AdvertListener",
+    "FrameSender",
     "Packet",
     "arp_who_has",
     "build_advert",
@@ -67,7 +68,6 @@ __all__ = [
     "parse_packet",
     "pass_auth",
     "send_advert",
-    "send_advert_to_mac",
     "solicited_node",
     "who_has",
 ]

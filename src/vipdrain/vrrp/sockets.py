@@ -1,5 +1,5 @@
 """VRRP adverts through raw sockets (Linux, root or CAP_NET_RAW): `AdvertListener` hears every
-advert crossing an interface, `send_advert`/`send_advert_to_mac` send one, `local_mac`."""
+advert crossing an interface, `send_advert` and `FrameSender` send them, `local_mac`."""
 
 from __future__ import annotations
 
@@ -53,15 +53,41 @@ def send_advert(advert: Advert, src: AddressLike, dst: AddressLike, interface: s
             sock.sendto(packet, (host, 0, 0, socket.if_nametoindex(interface)))
 
 
-def send_advert_to_mac(advert: Advert, src: AddressLike, dst: AddressLike, interface: str, mac: str) -> None:
-    """Send `advert` (IP destination `dst`, e.g. the multicast group) in a frame addressed to one
-    station's `mac` only: every other VM's kernel drops the frame (not its MAC), so only that VM's
-    keepalived sees the advert - as a multicast advert, which is what its instance expects."""
-    src_ip, dst_ip = as_address(src), as_address(dst)
-    packet = build_packet(advert, src_ip, dst_ip)
-    proto = ETH_P_IP if src_ip.version == 4 else ETH_P_IPV6
-    with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(proto)) as sock:
-        sock.sendto(packet, (interface, proto, 0, 0, bytes.fromhex(mac.replace(":", ""))))
+class FrameSender:
+    """Sends adverts in frames addressed to one station's MAC only (`send`), through one packet
+    socket kept open until `close` (use as a context manager).
+
+    Kept open because closing a packet socket waits for an RCU grace period in the kernel
+    (net/packet/af_packet.c `packet_release` calls `synchronize_net`): measured here, a drain of
+    50 VIPs spent 0.76 s closing one socket per resign advert, and sent its last resign 1.3 s
+    after its first. Created with protocol 0, the socket receives nothing (with a protocol it
+    would queue every IP packet of the namespace); each frame names its protocol when sent.
+    """
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+
+    def send(self, advert: Advert, src: AddressLike, dst: AddressLike, interface: str, mac: str) -> None:
+        """Send `advert` (IP destination `dst`, e.g. the multicast group) in a frame for `mac`
+        only: every other VM's kernel drops the frame (not its MAC), so only that VM's keepalived
+        sees the advert - as a multicast advert, which is what its instance expects."""
+        src_ip, dst_ip = as_address(src), as_address(dst)
+        packet = build_packet(advert, src_ip, dst_ip)
+        proto = ETH_P_IP if src_ip.version == 4 else ETH_P_IPV6
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+        self._sock.sendto(packet, (interface, proto, 0, 0, bytes.fromhex(mac.replace(":", ""))))
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> FrameSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _vrrp_filter() -> bytes:
