@@ -43,6 +43,7 @@ from vipdrain.lab.plan import (
     NET6,
     OBSERVER_OFFSET,
     OBSERVER_OFFSET6,
+    VIP_OFFSET,
     address,
     deep_merge,
     vip_addresses,
@@ -66,7 +67,8 @@ STATE_FILE = "state.json"
 #: interface names elsewhere, and safe in nftables table names once `-` becomes `_`.
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,9}$")
 MAX_NODES = 50
-MAX_VIPS = 50
+#: The VIPs fill the addresses from VIP_OFFSET up to the clients' (192.0.2.100-199).
+MAX_VIPS = CLIENT_OFFSET - VIP_OFFSET
 MAX_CLIENTS = 20
 
 
