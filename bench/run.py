@@ -582,6 +582,13 @@ def targets(rows: Sequence[dict[str, Any]], runs: Sequence[Run], rate: float = R
         out.append({"target": "drain time for 50 VIPs within 1.5 x that for 1 VIP",
                     "measured": f"{fifty:.3f} s vs {one:.3f} s (x{fifty / one:.2f}, medians)",
                     "met": fifty <= 1.5 * one})
+    # The drain call includes a confirmation window of fixed length (3 x advert_int + skew after
+    # the resign): the handoff itself is when the last VIP is on the peer.
+    if 1 in scaling and 50 in scaling and scaling[1]["all_vips_moved_s"] and scaling[50]["all_vips_moved_s"]:
+        one, fifty = scaling[1]["all_vips_moved_s"]["median"], scaling[50]["all_vips_moved_s"]["median"]
+        out.append({"target": "every VIP on the peer, 50 VIPs within 1.5 x the time for 1 VIP",
+                    "measured": f"{fifty:.3f} s vs {one:.3f} s (x{fifty / one:.2f}, medians)",
+                    "met": fifty <= 1.5 * one})
     for vips in sorted({r.vips for r in runs if r.cpu_s is not None}):
         cost = [r for r in runs if r.cpu_s is not None and r.vips == vips]
         cpu = max(r.cpu_s or 0.0 for r in cost)
