@@ -435,9 +435,13 @@ def arm_takeover(cfg: JobConfig, latest: Mapping[tuple[int, int], PeerAdvert], o
     tunnel = Tunnel.from_config(cfg)
     peer_macs: dict[str, IPAddress] = {}
     if tunnel is not None:
+        # One lookup per interface for every MAC of a link-local advert (IPv6): at most one ARP round each.
+        wanted: dict[str, set[str]] = {}
         for vip, advert in preempted:
-            if advert.source.is_link_local and advert.mac and advert.mac not in peer_macs:
-                peer_macs |= peers_by_mac(tunnel, vip.interface, [advert.mac])
+            if advert.source.is_link_local and advert.mac:
+                wanted.setdefault(vip.interface, set()).add(advert.mac)
+        for interface, macs in wanted.items():
+            peer_macs |= peers_by_mac(tunnel, interface, macs)
     arms = takeover_arms(preempted, tunnel, peer_macs)
     if not arms:
         return Armed()
