@@ -77,15 +77,22 @@ PICTURE_NODES, PICTURE_ADVERT_INT = 3, 1.0
 
 #: Runs `argv` in the VM namespace and prints its exit status, stdout, wall time and the
 #: rusage of its children (the drain process and anything it ran) as one JSON line.
+#: A drain that ran in the drain server's child (vipdrain.warm) spent its CPU there, where no
+#: rusage of ours sees it: the child reports it on stderr (`WARM_CHILD`), and it is added.
 RUSAGE_WRAPPER = """\
-import json, resource, subprocess, sys, time
+import json, re, resource, subprocess, sys, time
 t0, t = time.time(), time.monotonic()
 p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 wall = time.monotonic() - t
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+user, system, rss = ru.ru_utime, ru.ru_stime, ru.ru_maxrss
+child = re.search(r"drain server child \\d+: exit -?\\d+, "
+                  r"CPU user ([0-9.]+) s \\+ sys ([0-9.]+) s .*peak RSS (\\d+) KiB", p.stderr)
+if child:
+    user, system, rss = user + float(child[1]), system + float(child[2]), max(rss, int(child[3]))
 sys.stderr.write(p.stderr)
-print(json.dumps({"rc": p.returncode, "stdout": p.stdout, "t0": t0, "wall": wall, "user": ru.ru_utime,
-                  "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss}))
+print(json.dumps({"rc": p.returncode, "stdout": p.stdout, "t0": t0, "wall": wall, "user": user,
+                  "sys": system, "maxrss_kib": rss, "warm": bool(child)}))
 """
 
 

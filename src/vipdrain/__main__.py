@@ -1,3 +1,3 @@
-from vipdrain.cli import main
+from vipdrain.warm.client import main
 
 raise SystemExit(main())

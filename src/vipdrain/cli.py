@@ -257,6 +257,20 @@ def _drain_metrics(cfg, layout: Layout, outcome) -> None:  # cfg: JobConfig, out
     metrics.best_effort("recording the drain", lambda: metrics.record_drain(cfg, layout, outcome))
 
 
+def _cmd_drain_server(args: Args) -> int:
+    """The warm drain's server (vipdrain.warm), until SIGTERM; nothing when the job turned it off."""
+    import logging
+
+    from vipdrain.warm.server import serve
+
+    layout = _layout(args)
+    _setup_logging(layout, args.verbose)
+    if not _load(args).drain.warm_start:
+        logging.getLogger("vipdrain").info("drain server: not started (vipdrain.drain.warm_start: false)")
+        return EXIT_OK
+    return serve(layout)
+
+
 def _cmd_metrics(args: Args) -> int:
     """One survey of the holders, kept for the metrics, and the metrics written (or printed)."""
     from prometheus_client import generate_latest
@@ -448,6 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.add_argument("fifo", help="the FIFO keepalived writes transitions to (it passes the path)")
     p.set_defaults(handler=_cmd_notify_fifo)
+
+    p = sub.add_parser("drain-server", help="keeps the drain imported, so a BOSH drain starts in milliseconds "
+                       "(started with keepalived, not by hand; docs/BOSH.md)")
+    _add_config_options(p)
+    p.set_defaults(handler=_cmd_drain_server)
 
     p = sub.add_parser("metrics", help="survey the VIPs' holders once and write the Prometheus metrics "
                        "(to vipdrain.metrics.textfile_dir; unset: to stdout)")

@@ -92,6 +92,21 @@ class Layout:
         return self.log_dir / "vipdrain.log"
 
     @property
+    def drain_socket(self) -> Path:
+        """Where the warm drain's server listens (`vipdrain.warm`; the client finds it without
+        this class: `vipdrain.warm.client.socket_path`)."""
+        return self.run_dir / "drain.sock"
+
+    @property
+    def drain_server_pid(self) -> Path:
+        return self.run_dir / "drain-server.pid"
+
+    @property
+    def drain_server_log(self) -> Path:
+        """The server's stderr (its own lines also go to vipdrain.log)."""
+        return self.log_dir / "drain-server.log"
+
+    @property
     def pid_file(self) -> Path:
         return self.run_dir / "keepalived.pid"
 

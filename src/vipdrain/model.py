@@ -111,6 +111,8 @@ class DrainSettings:
     resign_advert: bool = True
     #: Hand over only to a peer whose haproxy answers on its own address (the probe's request).
     peer_check: bool = True
+    #: A drain server keeps the drain loaded, so BOSH's drain starts in milliseconds (vipdrain.warm).
+    warm_start: bool = True
     #: Connections open on the old master survive the handoff: the new master forwards their
     #: packets back to it for `preserve_grace` seconds (vipdrain.preserve).
     preserve_connections: bool = True

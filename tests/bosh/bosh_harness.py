@@ -120,6 +120,12 @@ if [[ ${1:-} == keepalived-argv ]]; then
   cat "$FAKE_ARGV_FILE"
   exit 0
 fi
+# As the real drain server: writes its pid file, runs until SIGTERM (with FAKE_SERVE=1).
+if [[ ${1:-} == drain-server && ${FAKE_SERVE:-0} == 1 ]]; then
+  echo $$ >"$VIPDRAIN_ROOT/sys/run/keepalived/drain-server.pid"
+  trap 'echo "fake drain-server: SIGTERM" >>"$FAKE_RECORD"; exit 0' TERM
+  while :; do sleep 0.1; done
+fi
 if [[ -n ${FAKE_STDERR:-} ]]; then printf '%b\n' "$FAKE_STDERR" >&2; fi
 if [[ -n ${FAKE_STDOUT+set} ]]; then printf '%b' "$FAKE_STDOUT"; fi
 exit "${FAKE_EXIT:-0}"

@@ -202,6 +202,40 @@ def test_ctl_start_is_idempotent_and_stop_waits_for_sigterm(vm: FakeVM) -> None:
     assert vm.run("bin/keepalived_ctl", "stop").returncode == 0  # stopped: nothing to do
 
 
+def test_ctl_starts_a_new_drain_server_with_keepalived_and_stops_it_by_its_pid(vm: FakeVM) -> None:
+    env = {"FAKE_SERVE": "1"}
+    assert vm.run("bin/keepalived_ctl", "start", env=env).returncode == 0
+    pid_file = vm.run_dir / "drain-server.pid"
+    deadline = time.monotonic() + 10
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, "the drain server was not started"
+        time.sleep(0.05)
+    server = int(pid_file.read_text())
+    assert "call drain-server" in vm.calls()
+    # Started again: a new server replaces the old one (which may run code from before), never two.
+    assert vm.run("bin/keepalived_ctl", "start", env=env).returncode == 0
+    assert not _alive(server)
+    assert f"drain server stopped (pid {server})" in vm.log()
+    while not pid_file.exists():
+        assert time.monotonic() < deadline + 10, "the drain server was not started again"
+        time.sleep(0.05)
+    second = int(pid_file.read_text())
+    assert second != server and vm.calls().count("call drain-server") == 2
+    assert vm.run("bin/keepalived_ctl", "stop", env=env).returncode == 0
+    assert not _alive(second)
+    assert vm.calls().count("fake drain-server: SIGTERM") == 2
+    assert not pid_file.exists()
+
+
+def test_ctl_stop_leaves_a_process_alone_whose_pid_the_server_file_names(vm: FakeVM) -> None:
+    """A stale pid file naming another process (pid reuse) stops nothing."""
+    vm.run_dir.mkdir(parents=True)
+    (vm.run_dir / "drain-server.pid").write_text(f"{os.getpid()}\n")  # alive, but pytest
+    assert vm.run("bin/keepalived_ctl", "stop").returncode == 0
+    assert _alive(os.getpid())
+    assert "drain server stopped" not in vm.log()
+
+
 def test_ctl_stop_escalates_only_after_the_deadline_then_removes_vips(vm: FakeVM) -> None:
     conf = vm.root / "data" / "keepalived" / "keepalived.conf"
     conf.parent.mkdir(parents=True)

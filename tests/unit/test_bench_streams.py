@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from benchmod import load_bench
 
 from vipdrain.lab.bosh import Step
 from vipdrain.lab.client import Stream
 from vipdrain.lab.observer import Interval
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load_bench():  # bench/run.py is a script next to its `strategies` module, not a package
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("vipdrain_bench_run", BENCH / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-streams_across_moves = _load_bench().streams_across_moves
+streams_across_moves = load_bench().streams_across_moves
 
 SECONDS = 6.0
 

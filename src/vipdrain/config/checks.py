@@ -229,6 +229,7 @@ def _drain(props: Props) -> DrainSettings:
         dynamic=bool(props.get(f"{prefix}.dynamic")),
         resign_advert=bool(props.get(f"{prefix}.resign_advert")),
         peer_check=bool(props.get(f"{prefix}.peer_check")),
+        warm_start=bool(props.get(f"{prefix}.warm_start")),
         preserve_connections=bool(props.get(f"{prefix}.preserve_connections")),
         preserve_grace=props.number(f"{prefix}.preserve_grace"),
         preserve_port=props.integer(f"{prefix}.preserve_port"),

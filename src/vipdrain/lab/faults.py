@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from vipdrain.lab.cluster import VM, Lab
 
 VRRP_PROTOCOL = 112
-ROLES = ("keepalived", "haproxy", "backend")
+ROLES = ("keepalived", "haproxy", "backend", "drain-server")
 
 
 class Faults:
@@ -39,7 +39,7 @@ class Faults:
     # --- processes ---------------------------------------------------------------------------
 
     def send_signal(self, vm: VM | str, role: str, sig: int, *, group: bool = True) -> bool:
-        """Send `sig` to the VM's `role` process (keepalived, haproxy or backend); False if not running.
+        """Send `sig` to the VM's `role` process (one of ROLES); False if not running.
 
         `group=True` signals the whole process group: keepalived's VRRP child and haproxy's workers too.
         """

@@ -337,6 +337,7 @@ class VM:
 
         running = self._proc("keepalived")
         if running:
+            self.start_drain_server()
             return running
 
         def leftovers_gone() -> bool:
@@ -354,10 +355,26 @@ class VM:
             argv = oldjob.command_line(self.layout, self.name)
         else:
             argv = command_line(self.layout, self.name)
-        return self._spawn("keepalived", argv, self.layout.keepalived_log)
+        proc = self._spawn("keepalived", argv, self.layout.keepalived_log)
+        self.start_drain_server()
+        return proc
+
+    def start_drain_server(self) -> Proc | None:
+        """The warm drain's server, as the job's keepalived_ctl starts it next to keepalived
+        (vipdrain.warm); None on a VM of the old job, which has no drain."""
+        if not self.has_drain:
+            return None
+        running = self._proc("drain-server")
+        if running:
+            return running
+        return self._spawn("drain-server", [str(self.wrapper), "drain-server"], self.layout.drain_server_log)
 
     def stop_keepalived(self, timeout: float = KEEPALIVED_STOP_TIMEOUT) -> bool:
-        """SIGTERM keepalived and wait for it by pid; SIGKILL only after `timeout` s (last resort)."""
+        """SIGTERM keepalived and wait for it by pid; SIGKILL only after `timeout` s (last resort).
+        The drain server stops with it, as keepalived_ctl stop stops both."""
+        server = self._proc("drain-server")
+        if server:
+            server.stop(timeout=timeout)
         proc = self._proc("keepalived")
         gone = proc.stop(timeout=timeout) if proc else True
         self.lab.save()
