@@ -168,8 +168,6 @@ def _cmd_drain(args: Args) -> int:
         cfg = _drain_config(args, layout, dargs.manual)
         if cfg is not None:
             progress = (lambda line: print(line, file=sys.stderr, flush=True)) if dargs.manual else None
-            if problem := reader_problem(running(layout), find_readers(layout)):
-                logging.getLogger("vipdrain").warning("%s", problem)
             try:
                 with contextlib.ExitStack() as stack:
                     try:
@@ -183,6 +181,11 @@ def _cmd_drain(args: Args) -> int:
             except VipdrainError:
                 _drain_metrics(cfg, layout, None)
                 raise
+            finally:
+                # After the drain's work, not before: a warning for the operator, and the scan
+                # of /proc is milliseconds of start-up, which is the tail of the handoff.
+                if problem := reader_problem(running(layout), find_readers(layout)):
+                    logging.getLogger("vipdrain").warning("%s", problem)
             _drain_metrics(cfg, layout, outcome)
     finally:
         sys.stdout.flush()

@@ -122,7 +122,8 @@ class VM:
             "#!/bin/sh",
             f"# vipdrain on lab VM {self.name} (a BOSH VM has the job's own wrapper here).",
             f'if [ "$1" = probe ]; then shift; exec {python} -m vipdrain.probe "$@"; fi',
-            f'exec {python} -m vipdrain "$@"',
+            # As the package's bin/vipdrain: the entry point without runpy (7 ms of every call).
+            f"exec {python} -c 'import sys; from vipdrain.warm.client import main; sys.exit(main())' \"$@\"",
             "",
         ]), mode=0o755)
 
