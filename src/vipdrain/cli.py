@@ -321,12 +321,14 @@ def _cmd_status(args: Args) -> int:
     from vipdrain.observe import LiveObserver
     from vipdrain.survey import format_survey, survey_dict, take_survey
     from vipdrain.vrrp.timing import hear_every_master
+    from vipdrain.warm.server import server_note
 
     layout = _layout(args)
     cfg = _load(args)
     foreign = ForeignWatch(cfg)
     with foreign.watching(LiveObserver(cfg, layout)) as observer:
         survey = take_survey(cfg, layout, observer, listen=args.listen or hear_every_master(cfg.advert_int))
+    survey.drain_server_note = server_note(cfg.drain.warm_start, str(layout.drain_socket))
     rogues = [f.sentence() for f in foreign.found()]
     if args.json:
         print(json.dumps({**survey_dict(cfg, survey), "foreign_groups": rogues}, indent=2, default=str))

@@ -126,6 +126,9 @@ class Survey:
     reader_problem: str | None = None
     #: Configured peers (as `haproxy/1 (192.0.2.11)`) no advert was heard from on any VIP.
     not_heard: list[str] = field(default_factory=list)
+    #: Why BOSH drains would not start warm here (`warm.server.server_note`), or None. A note,
+    #: not a problem: the drain works without the server.
+    drain_server_note: str | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -293,6 +296,7 @@ def survey_dict(cfg: JobConfig, survey: Survey) -> dict[str, object]:
         "forwarding": survey.forwarding,
         "keepalived_running_here": survey.keepalived_problem is None,
         "peers_not_heard": survey.not_heard,
+        "drain_server_note": survey.drain_server_note,
         "last_transitions": [t.__dict__ for t in survey.transitions],
         "problems": survey.problems,
         "warnings": list(survey.hold.warnings),
@@ -321,6 +325,8 @@ def format_survey(cfg: JobConfig, survey: Survey) -> str:
                      "whose keepalived is not running is too, and its own status and post-deploy fail)")
     for vip, mac in sorted(survey.forwarding.items()):
         lines.append(f"  forwarding the old connections of {vip} to {mac} (vipdrain.drain.preserve_connections)")
+    if survey.drain_server_note:
+        lines.append(f"  note: {survey.drain_server_note}")
     for t in survey.transitions[-5:]:
         lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(t.time))} {t.instance} -> {t.state} ({t.priority})")
     lines.extend(f"  ! {p}" for p in survey.problems)

@@ -1,5 +1,5 @@
 """features/faults: a peer dies, cannot serve or hangs while the master drains, a VRRP partition during
-a deploy, the drain killed mid-way."""
+a deploy, the drain killed mid-way, the drain server dead or frozen."""
 
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ def notify_reader_killed(lab: Lab, story: Story, vm: str) -> None:
     pids = lab.faults.kill_notify_reader(vm)
     assert pids, f"{vm} has no notify reader to kill"
     story.note(f"kill -9 of {vm}'s notify reader (pid {', '.join(map(str, pids))})")
+
+
+@given(parsers.parse("{vm}'s drain server is {fault}"))
+def drain_server_fault(lab: Lab, story: Story, vm: str, fault: str) -> None:
+    """kill -9 (its socket file stays behind) or SIGSTOP (connections are accepted, never answered)."""
+    sig = {"killed (kill -9)": signal.SIGKILL, "frozen (SIGSTOP)": signal.SIGSTOP}[fault]
+    assert lab.faults.send_signal(vm, "drain-server", sig), f"{vm} has no drain server"
+    story.note(f"{vm}'s drain server {fault}")
 
 
 @given(parsers.parse("{vm}'s keepalived is stopped as monit stops it"))

@@ -301,3 +301,13 @@ def test_the_client_loads_nothing_heavy() -> None:
                                 ).stdout.split())
     assert {m for m in loaded if m.startswith("vipdrain")} == {"vipdrain", "vipdrain.warm", "vipdrain.warm.client"}
     assert not loaded & {"dataclasses", "logging", "pathlib", "typing", "socket", "enum", "re"}, loaded
+
+
+def test_status_notes_a_drain_server_that_does_not_answer(server: Server, tmp_path: Path) -> None:
+    from vipdrain.warm.server import server_note
+
+    assert server_note(True, server.path) is None
+    assert server_note(False, str(tmp_path / "nothing")) is None  # off: nothing to say
+    assert "does not answer" in (server_note(True, str(tmp_path / "nothing")) or "")
+    server.proc.send_signal(signal.SIGSTOP)
+    assert "does not answer" in (server_note(True, server.path) or "")

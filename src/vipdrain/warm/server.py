@@ -173,7 +173,16 @@ def handle(conn: socket.socket, listener: socket.socket, run: Runner) -> None:
     log.info("drain server: %s in child %d", " ".join(request.argv), pid)
 
 
-def _answers(path: str) -> bool:
+def server_note(warm_start: bool, path: str) -> str | None:
+    """A sentence for `vipdrain status` when the drain server should answer and does not, else
+    None. Not a problem: every drain still runs, in a process of its own."""
+    if not warm_start or answers(path):
+        return None
+    return (f"the drain server does not answer on {path}: BOSH drains start in a process of their own "
+            "(about 0.1 s later); keepalived_ctl start starts a new one")
+
+
+def answers(path: str) -> bool:
     """Does a live server answer READY at `path`?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(HANDSHAKE_TIMEOUT)
@@ -192,7 +201,7 @@ def serve(layout: Layout, run: Runner | None = None) -> int:
     if run is None:
         from vipdrain.cli import main as run
     path = str(layout.drain_socket)
-    if _answers(path):
+    if answers(path):
         log.error("drain server: another server answers on %s; not starting a second", path)
         return 1
     # Before the socket: whoever sees the socket (keepalived_ctl, a test) finds the pid too.
