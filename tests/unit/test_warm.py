@@ -58,12 +58,13 @@ def test_the_client_finds_the_socket_where_the_layout_puts_it(tmp_path: Path) ->
 def test_a_request_round_trips() -> None:
     argv = ["drain", "job_changed", "h\u00e4sh", ""]
     env = {b"BOSH_JOB_STATE": b'{"a": "=b"}', b"EMPTY": b""}
-    body = encode_request(argv, env, b"/some/dir")
+    body = encode_request(argv, env, b"/some/dir", 0o027)
     assert int.from_bytes(body[:4], "big") == len(body) - 4
-    assert decode_request(body[4:]) == (argv, env, b"/some/dir")
+    assert decode_request(body[4:]) == (argv, env, b"/some/dir", 0o027)
 
 
-@pytest.mark.parametrize("body", [b"/\x00x", b"/\x005\x00a", b"/\x00-1", b"/\x000\x00NOEQUALS", b"/\x000\x00=v"])
+@pytest.mark.parametrize("body", [b"/\x0022\x00x", b"/\x0022\x005\x00a", b"/\x0022\x00-1", b"/\x0022\x000\x00NOEQUALS",
+                                  b"/\x0022\x000\x00=v", b"/\x009\x000", b"/\x001000\x000", b"/\x000"])
 def test_a_malformed_request_is_refused(body: bytes) -> None:
     with pytest.raises(ValueError):
         decode_request(body)
@@ -83,7 +84,8 @@ def run(argv):
         print("to stderr", file=sys.stderr)
         return int(os.environ.get("CODE", "0"))
     if cmd == "env":
-        print(os.environ.get(rest[0], "-"), os.getcwd(), sys.stdin.read().strip())
+        mask = os.umask(0)
+        print(os.environ.get(rest[0], "-"), os.getcwd(), sys.stdin.read().strip(), oct(mask))
         return 0
     if cmd in ("mark", "sleep"):
         pathlib.Path(rest[0]).write_text(str(os.getpid()))
@@ -147,13 +149,13 @@ def test_a_request_runs_in_a_child_with_the_clients_stdout_stderr_and_exit_code(
     assert "drain server child" in done.stderr and "exit 3, CPU user" in done.stderr
 
 
-def test_the_child_gets_the_clients_environment_cwd_and_stdin(server: Server, tmp_path: Path) -> None:
-    code = ("import os, sys; os.chdir(sys.argv[2]); from vipdrain.warm.client import run_warm\n"
+def test_the_child_gets_the_clients_environment_cwd_stdin_and_umask(server: Server, tmp_path: Path) -> None:
+    code = ("import os, sys; os.chdir(sys.argv[2]); os.umask(0o027); from vipdrain.warm.client import run_warm\n"
             "sys.exit(run_warm(['env', 'BOSH_JOB_STATE'], sys.argv[1]) or 0)")
     done = subprocess.run([sys.executable, "-c", code, server.path, str(tmp_path)], input="from stdin\n",
                           capture_output=True, text=True, timeout=30, check=False,
                           env={**os.environ, "BOSH_JOB_STATE": '{"persistent_disk":0}'})
-    assert done.stdout == f'{{"persistent_disk":0}} {tmp_path} from stdin\n', done.stderr
+    assert done.stdout == f'{{"persistent_disk":0}} {tmp_path} from stdin 0o27\n', done.stderr
 
 
 def test_no_server_or_a_stale_socket_falls_back_at_once(tmp_path: Path) -> None:
@@ -249,7 +251,7 @@ def test_a_client_that_gives_up_before_go_runs_nothing(server: Server, tmp_path:
         conn.connect(server.path)
         assert conn.recv(1) == client.READY
         fds = array("i", [0, write_end, 2])
-        conn.sendmsg([encode_request(["mark", str(mark)], {}, b"/")],
+        conn.sendmsg([encode_request(["mark", str(mark)], {}, b"/", 0o022)],
                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
         assert conn.recv(1) == client.STARTED
         time.sleep(0.5)  # a client stalled before GO: the child waits, it does not run

@@ -8,7 +8,7 @@ a drain no server takes, runs in this process through `vipdrain.cli`, as before.
 The exchange, over the server's unix socket (`socket_path`):
 
     server: R                      ready (a stopped or hung server never says it: fall back)
-    client: request + fds          argv, environment, cwd; stdin, a pipe for stdout, stderr
+    client: request + fds          argv, environment, cwd, umask; stdin, a pipe for stdout, stderr
     child:  S                      forked, about to run
     client: G                      go (the client's last moment to fall back: it closes instead)
     child:  X<exit code>\\n         cli.main returned; its stdout is already in the pipe
@@ -72,16 +72,20 @@ def warm_root(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
     return (root or "/var/vcap") if bosh else None
 
 
-def encode_request(argv: Sequence[str], environ: Mapping[bytes, bytes], cwd: bytes) -> bytes:
-    """One request: a 4-byte length, then NUL-separated cwd, argc, argv and KEY=VALUE pairs."""
-    fields = [cwd, b"%d" % len(argv), *(os.fsencode(a) for a in argv), *(k + b"=" + v for k, v in environ.items())]
+def encode_request(argv: Sequence[str], environ: Mapping[bytes, bytes], cwd: bytes, umask: int) -> bytes:
+    """One request: a 4-byte length, then NUL-separated cwd, umask, argc, argv and KEY=VALUE pairs."""
+    fields = [cwd, b"%o" % umask, b"%d" % len(argv), *(os.fsencode(a) for a in argv),
+              *(k + b"=" + v for k, v in environ.items())]
     body = b"\0".join(fields)
     return len(body).to_bytes(4, "big") + body
 
 
-def decode_request(body: bytes) -> tuple[list[str], dict[bytes, bytes], bytes]:
+def decode_request(body: bytes) -> tuple[list[str], dict[bytes, bytes], bytes, int]:
     """The inverse of `encode_request` (without the length); ValueError when malformed."""
-    cwd, argc, *rest = body.split(b"\0")
+    cwd, umask, argc, *rest = body.split(b"\0")
+    mask = int(umask, 8)
+    if not 0 <= mask <= 0o777:
+        raise ValueError(f"umask {umask!r}")
     n = int(argc)
     if n < 0 or n > len(rest):
         raise ValueError(f"argc {n} with {len(rest)} fields")
@@ -91,7 +95,7 @@ def decode_request(body: bytes) -> tuple[list[str], dict[bytes, bytes], bytes]:
         if not eq or not key:
             raise ValueError(f"environment entry without '=': {pair[:40]!r}")
         env[key] = value
-    return [os.fsdecode(a) for a in rest[:n]], env, cwd
+    return [os.fsdecode(a) for a in rest[:n]], env, cwd, mask
 
 
 def _recv_exact(sock: _socket.socket, n: int) -> bytes:
@@ -123,7 +127,9 @@ def run_warm(argv: Sequence[str], path: str) -> int | None:
             sock.connect(path)
             if _recv_exact(sock, 1) != READY:
                 return None
-            request = encode_request(argv, dict(os.environb), os.getcwdb())
+            umask = os.umask(0)
+            os.umask(umask)
+            request = encode_request(argv, dict(os.environb), os.getcwdb(), umask)
             fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in (_stdin_fd(), write_end, 2))
             sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             if _recv_exact(sock, 1) != STARTED:

@@ -56,11 +56,12 @@ IDLE_CHECK = 5.0
 
 @dataclass(frozen=True)
 class Request:
-    """One drain to run: its command line, environment, working directory and fds 0, 1, 2."""
+    """One drain to run: its command line, environment, working directory, umask and fds 0, 1, 2."""
 
     argv: list[str]
     env: dict[bytes, bytes]
     cwd: bytes
+    umask: int
     fds: list[int]
 
 
@@ -80,8 +81,8 @@ def receive(conn: socket.socket) -> Request:
             raise ValueError(f"request of {size} bytes (at most {MAX_REQUEST})")
         if len(fds) != REQUEST_FDS:
             raise ValueError(f"request with {len(fds)} fds (expected {REQUEST_FDS})")
-        argv, env, cwd = decode_request(_read(conn, size))
-        return Request(argv, env, cwd, fds)
+        argv, env, cwd, umask = decode_request(_read(conn, size))
+        return Request(argv, env, cwd, umask, fds)
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -118,6 +119,7 @@ def run_child(conn: socket.socket, request: Request, run: Runner) -> int:
         os.close(fd)
     os.environ.clear()
     os.environb.update(request.env)
+    os.umask(request.umask)  # the files the drain creates (its log) get the caller's mode
     try:
         os.chdir(request.cwd)
     except OSError:
