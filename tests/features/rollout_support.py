@@ -152,14 +152,17 @@ class ActionTrigger(Trigger):
 
 
 def drain_pids(vm: VM) -> list[int]:
-    """Pids of `vipdrain drain` processes inside the VM's namespace (the director started them)."""
+    """Pids of `vipdrain drain` processes inside the VM's namespace (the director started them):
+    `python -m vipdrain drain`, or the wrapper's `python -c '...vipdrain.warm.client...' drain`.
+    A drain that runs in the drain server's child dies with this process (vipdrain.warm)."""
     found = []
     for pid in netns.pids(vm.namespace):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(a.endswith("vipdrain") and i + 1 < len(argv) and argv[i + 1] == "drain" for i, a in enumerate(argv)):
+        if any((a.endswith("vipdrain") or "vipdrain.warm.client" in a) and argv[i + 1:i + 2] == ["drain"]
+               for i, a in enumerate(argv)):
             found.append(pid)
     return found
 
